@@ -1,0 +1,69 @@
+# Every target bootstraps what it needs: a fresh machine needs only python3 (>= 3.10) and make.
+#   make book   build the book into _build/html
+#   make test   everything CI runs: unit tests, notebooks (nbval), grading, the book, a browser
+# Installs are remembered in .venv/.installed-* stamps and redone only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+JOBS   ?= 2
+PYTEST := $(PY) -m pytest -n $(JOBS) --dist loadfile --durations=25
+NBVAL  := --nbval --nbval-current-env --nbval-cell-timeout=600 --nbval-sanitize-with tests/nbval_sanitize.cfg
+NOTEBOOK_DIRS := chapters solutions
+
+.PHONY: book test fast notebooks exercises stamp bench lint system-deps clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make book       build the book into _build/html"
+	@echo "make test       run everything CI runs (installs what is missing first)"
+	@echo "make fast       unit tests without the slow ones, notebooks or the browser"
+	@echo "make notebooks  re-execute chapters/ and solutions/ and store their outputs"
+	@echo "make exercises  regenerate exercises/ from solutions/"
+	@echo "make stamp      rewrite every notebook's Colab badge and install cell from _config.yml"
+	@echo "make bench      the model and training benchmarks"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-book: pyproject.toml | $(PY)
+	$(PY) -m pip install -e ".[book]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install -e ".[dev,book]"
+	touch $@ $(VENV)/.installed-book
+
+system-deps:
+	@bash tools/install-system-deps.sh
+
+book: $(VENV)/.installed-book
+	$(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
+	@echo
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+test: $(VENV)/.installed-dev system-deps
+	$(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
+	$(PYTEST) tests $(NOTEBOOK_DIRS) $(NBVAL)
+
+fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -n $(JOBS) -m "not slow and not book and not browser" tests
+
+notebooks: $(VENV)/.installed-dev
+	$(PY) tools/execute_notebooks.py $(NOTEBOOK_DIRS)
+
+exercises: $(VENV)/.installed-dev
+	$(VENV)/bin/vitcourse release
+
+stamp: $(VENV)/.installed-dev
+	$(VENV)/bin/vitcourse stamp
+
+bench: $(VENV)/.installed-dev
+	$(VENV)/bin/vitcourse bench model
+	$(VENV)/bin/vitcourse bench train
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check vitcourse tests tools
+
+clean:
+	rm -rf _build

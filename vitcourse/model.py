@@ -1,0 +1,437 @@
+"""The Vision Transformer (Dosovitskiy et al., 2021), one small piece at a time.
+
+image (B, C, H, W)
+  -> PatchEmbed: a stride-p convolution, one token per p x p patch      (B, N, D)
+  -> prepend the class token (and register tokens), add position embeddings
+  -> depth x Block: x + Attention(LN(x)), then x + Mlp(LN(x))          (Pre-LN)
+  -> LayerNorm, pool (the class token, or the mean of the patch tokens), Linear head
+
+Parameter names, LayerNorm eps (1e-6) and the exact (erf) GELU follow timm's
+``VisionTransformer``, so a timm state dict loads with ``load_state_dict`` as is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .posembed import resample_pos_embed
+
+logger = logging.getLogger(__name__)
+
+LAYER_NORM_EPS = 1e-6
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+class PatchEmbed(nn.Module):
+    """Cut an image into p x p patches and map each linearly to a D-dim token.
+
+    A linear map of each flattened patch is exactly a ``Conv2d`` with kernel = stride = p,
+    which is how it is computed. Input ``(B, C, H, W)`` -> output ``(B, N, D)`` with
+    ``N = (H / p) * (W / p)`` tokens in row-major grid order.
+    """
+
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        dynamic_img_size: bool = False,
+    ):
+        super().__init__()
+        self.img_size = _pair(img_size, "img_size")
+        self.patch_size = _pair(patch_size, "patch_size")
+        for side, p in zip(self.img_size, self.patch_size):
+            if side % p:
+                raise ValueError(
+                    f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}"
+                )
+        self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.in_chans = in_chans
+        self.dynamic_img_size = dynamic_img_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error for an input the model cannot take."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+        _, channels, height, width = x.shape
+        if channels != self.in_chans:
+            raise ValueError(f"x has {channels} channels, the model expects in_chans={self.in_chans}")
+        if height % self.patch_size[0] or width % self.patch_size[1]:
+            raise ValueError(
+                f"image size ({height}, {width}) is not a multiple of patch_size {self.patch_size}"
+            )
+        if not self.dynamic_img_size and (height, width) != self.img_size:
+            raise ValueError(
+                f"image size ({height}, {width}) differs from img_size {self.img_size}; "
+                "call set_image_size() or build the model with dynamic_img_size=True"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, N, D)``."""
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused ``qkv`` projection.
+
+    The ``qkv`` output features are ordered ``(q, k, v)``, each split into ``num_heads``
+    contiguous chunks of ``head_dim``, as in timm and the original JAX checkpoints.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
+        batch, tokens, dim = x.shape
+        # (B, N, 3D) -> (3, B, heads, N, head_dim)
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if return_attention:
+            # The explicit path, only for looking at the weights: softmax(q k^T / sqrt(d)) v.
+            weights = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+            out = weights @ v
+        else:
+            # The fused kernel (FlashAttention / memory-efficient on GPU) never stores N x N.
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v)
+        out = self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+        return (out, weights) if return_attention else out
+
+
+class Mlp(nn.Module):
+    """The per-token feed-forward network: Linear -> GELU (erf) -> Linear, ``(B, N, D)`` -> same."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """One Transformer encoder layer, ``(B, N, D)`` -> ``(B, N, D)``.
+
+    Pre-LN (``norm_first=True``, ViT's choice): ``x + f(LN(x))``, so the residual stream is an
+    untouched sum and gradients reach early layers directly. Post-LN (the original
+    Transformer): ``LN(x + f(x))``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        norm_first: bool = True,
+    ):
+        super().__init__()
+        self.norm_first = norm_first
+        self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
+        weights = None
+        if self.norm_first:
+            if return_attention:
+                attended, weights = self.attn(self.norm1(x), return_attention=True)
+            else:
+                attended = self.attn(self.norm1(x))
+            x = x + attended
+            x = x + self.mlp(self.norm2(x))
+        else:
+            if return_attention:
+                attended, weights = self.attn(x, return_attention=True)
+            else:
+                attended = self.attn(x)
+            x = self.norm1(x + attended)
+            x = self.norm2(x + self.mlp(x))
+        return (x, weights) if return_attention else x
+
+
+class VisionTransformer(nn.Module):
+    """A ViT classifier: ``(B, C, H, W)`` images -> ``(B, num_classes)`` logits.
+
+    Args:
+        img_size: training image size, an int or ``(H, W)``.
+        patch_size: patch side p (H and W must be multiples of it).
+        in_chans: image channels C.
+        num_classes: classes of the head; 0 gives no head (``forward`` returns features).
+        embed_dim: token width D.
+        depth: number of blocks.
+        num_heads: attention heads (D must be divisible by it).
+        mlp_ratio: hidden width of the MLP, as a multiple of D.
+        qkv_bias: bias in the ``qkv`` projection.
+        class_token: prepend a learned class token.
+        global_pool: ``'token'`` (the class token) or ``'avg'`` (mean of the patch tokens).
+        reg_tokens: number of learned register tokens after the class token.
+        no_embed_class: position embeddings cover the patch tokens only (timm's flag, used by
+            register-token checkpoints); by default they cover the prefix tokens too.
+        norm_first: Pre-LN (default) or Post-LN blocks.
+        grad_checkpointing: recompute each block's activations in the backward pass.
+        dynamic_img_size: accept any image whose sides are multiples of p, resampling the
+            position embeddings on the fly.
+    """
+
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        class_token: bool = True,
+        global_pool: str = "token",
+        reg_tokens: int = 0,
+        no_embed_class: bool = False,
+        norm_first: bool = True,
+        grad_checkpointing: bool = False,
+        dynamic_img_size: bool = False,
+    ):
+        super().__init__()
+        if global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
+        if global_pool == "token" and not class_token:
+            raise ValueError("global_pool='token' needs class_token=True; use global_pool='avg'")
+        for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        if not isinstance(reg_tokens, int) or reg_tokens < 0:
+            raise ValueError(f"reg_tokens must be a non-negative int, got {reg_tokens!r}")
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+
+        self.num_classes = num_classes
+        self.embed_dim = self.num_features = embed_dim
+        self.global_pool = global_pool
+        self.no_embed_class = no_embed_class
+        self.grad_checkpointing = grad_checkpointing
+        self.num_reg_tokens = reg_tokens
+        self.num_prefix_tokens = int(class_token) + reg_tokens
+
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, dynamic_img_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        self.reg_token = nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
+        embed_len = self.patch_embed.num_patches + (0 if no_embed_class else self.num_prefix_tokens)
+        self.pos_embed = nn.Parameter(torch.zeros(1, embed_len, embed_dim))
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, norm_first) for _ in range(depth)
+        )
+        # timm's rule: average pooling normalises after pooling (fc_norm), token pooling before.
+        use_fc_norm = global_pool == "avg"
+        self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS) if use_fc_norm else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes else nn.Identity()
+        self.reset_parameters()
+
+    # ---- construction helpers -------------------------------------------------------------
+
+    def reset_parameters(self) -> None:
+        """Initialise as timm does: truncated normal (std 0.02) weights, zero biases."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=1e-6)
+        if self.reg_token is not None:
+            nn.init.normal_(self.reg_token, std=1e-6)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the patch grid at the model's image size."""
+        return self.patch_embed.grid_size
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return self.patch_embed.patch_size
+
+    @property
+    def img_size(self) -> tuple[int, int]:
+        return self.patch_embed.img_size
+
+    def set_image_size(self, img_size, mode: str = "bicubic", antialias: bool = True) -> None:
+        """Change the model's image size in place, resampling the position embeddings once."""
+        new_size = _pair(img_size, "img_size")
+        patch = self.patch_embed.patch_size
+        if new_size[0] % patch[0] or new_size[1] % patch[1]:
+            raise ValueError(f"img_size {new_size} is not a multiple of patch_size {patch}")
+        new_grid = (new_size[0] // patch[0], new_size[1] // patch[1])
+        old_grid = self.grid_size
+        if new_grid != old_grid:
+            resampled = resample_pos_embed(
+                self.pos_embed.data,
+                new_grid,
+                old_grid,
+                num_prefix_tokens=self._pos_embed_prefix_tokens,
+                mode=mode,
+                antialias=antialias,
+            )
+            self.pos_embed = nn.Parameter(resampled)
+        logger.info("set_image_size: %s -> %s (grid %s -> %s)", self.img_size, new_size, old_grid, new_grid)
+        self.patch_embed.img_size = new_size
+        self.patch_embed.grid_size = new_grid
+        self.patch_embed.num_patches = new_grid[0] * new_grid[1]
+
+    @property
+    def _pos_embed_prefix_tokens(self) -> int:
+        return 0 if self.no_embed_class else self.num_prefix_tokens
+
+    # ---- forward --------------------------------------------------------------------------
+
+    def _prefix_tokens(self, batch: int) -> list[torch.Tensor]:
+        """The class and register tokens, each ``(B, n, D)``, in that order."""
+        tokens = []
+        if self.cls_token is not None:
+            tokens.append(self.cls_token.expand(batch, -1, -1))
+        if self.reg_token is not None:
+            tokens.append(self.reg_token.expand(batch, -1, -1))
+        return tokens
+
+    def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Add position embeddings and prefix tokens: ``(B, N, D)`` -> ``(B, prefix + N, D)``."""
+        pos_embed = self.pos_embed
+        if grid != self.grid_size:  # only with dynamic_img_size; checked at the boundary
+            pos_embed = resample_pos_embed(
+                pos_embed, grid, self.grid_size, num_prefix_tokens=self._pos_embed_prefix_tokens
+            )
+        prefix = self._prefix_tokens(x.shape[0])
+        if self.no_embed_class:
+            return torch.cat([*prefix, x + pos_embed], dim=1)
+        return torch.cat([*prefix, x], dim=1) + pos_embed
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        self.patch_embed.check_input(x)
+        grid = (x.shape[-2] // self.patch_size[0], x.shape[-1] // self.patch_size[1])
+        return self._pos_embed(self.patch_embed(x), grid)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> normalised tokens ``(B, prefix + N, D)``."""
+        x = self._embed(x)
+        for block in self.blocks:
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return self.norm(x)
+
+    def forward_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the model and keep every layer's attention weights, for visualisation.
+
+        Returns the logits ``(B, num_classes)`` and a list of ``depth`` tensors
+        ``(B, heads, N, N)`` (N counts the prefix tokens). This takes the explicit softmax
+        path; :meth:`forward` keeps the fused kernel.
+        """
+        x = self._embed(x)
+        attentions = []
+        for block in self.blocks:
+            x, weights = block(x, return_attention=True)
+            attentions.append(weights)
+        return self.forward_head(self.norm(x)), attentions
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(B, prefix + N, D)`` -> one vector per image ``(B, D)``."""
+        if self.global_pool == "avg":
+            return x[:, self.num_prefix_tokens :].mean(dim=1)
+        return x[:, 0]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Tokens ``(B, prefix + N, D)`` -> logits ``(B, num_classes)`` (or ``(B, D)``)."""
+        x = self.fc_norm(self.pool(x))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, num_classes)``."""
+        return self.forward_head(self.forward_features(x))
+
+
+# ---- named configurations ------------------------------------------------------------------
+
+_REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
+
+
+def register_model(name: str, factory: Callable[..., nn.Module] = VisionTransformer, **config) -> None:
+    """Register a named configuration for :func:`create_model`."""
+    _REGISTRY[name] = (factory, config)
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build a named configuration, e.g. ``create_model("vit_base_patch16_224", num_classes=10)``.
+
+    Keyword overrides replace the configuration's values (as timm's ``create_model`` does).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model name {name!r}; choose one of: {', '.join(list_models())}")
+    factory, config = _REGISTRY[name]
+    return factory(**{**config, **overrides})
+
+
+# The ImageNet configurations of the ViT and DeiT papers, with timm's names.
+register_model("vit_tiny_patch16_224", patch_size=16, embed_dim=192, depth=12, num_heads=3)
+register_model("vit_small_patch16_224", patch_size=16, embed_dim=384, depth=12, num_heads=6)
+register_model("vit_base_patch16_224", patch_size=16, embed_dim=768, depth=12, num_heads=12)
+register_model("vit_large_patch16_224", patch_size=16, embed_dim=1024, depth=24, num_heads=16)
+
+# Course scale: 8 x 8 grey digits, 2 x 2 patches -> a 4 x 4 grid of 16 tokens.
+register_model(
+    "vit_digits",
+    img_size=8,
+    patch_size=2,
+    in_chans=1,
+    num_classes=10,
+    embed_dim=64,
+    depth=4,
+    num_heads=4,
+    mlp_ratio=2.0,
+)
