@@ -13,6 +13,15 @@ from .model import (
     list_models,
     register_model,
 )
+from .analysis import (
+    attention_crossover,
+    attention_map_bytes,
+    attention_rollout,
+    checkpointed_qk_bytes,
+    mhsa_macs,
+    min_object_size,
+)
+from .patches import patchify, unpatchify
 from .posembed import resample_pos_embed
 
 __version__ = "0.1.0"

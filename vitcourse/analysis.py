@@ -1,0 +1,123 @@
+"""Measurements of a ViT: attention rollout, compute and memory counts, signal-to-noise.
+
+Each function here is the reference the chapters plot and the exercises are graded against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _positive_number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+# ---- attention rollout (Abnar & Zuidema, 2020) ---------------------------------------------
+
+
+def attention_rollout(attentions: Sequence[torch.Tensor], residual_weight: float = 0.5) -> torch.Tensor:
+    """How much each output token draws on each input token, through all layers.
+
+    Each layer's attention is averaged over heads and mixed with the identity to account for
+    the residual connection, ``(1 - w) A + w I``, its rows renormalised to sum to one; the
+    layers are then multiplied, later layers on the left: ``R = A_L ... A_2 A_1``.
+
+    Args:
+        attentions: per-layer weights in layer order, each ``(B, heads, N, N)``.
+        residual_weight: w in [0, 1); ``0`` gives the plain product of the head-averaged maps.
+
+    Returns:
+        ``(B, N, N)``; row i says where output token i's information comes from.
+    """
+    if isinstance(attentions, torch.Tensor) or not isinstance(attentions, Sequence) or not attentions:
+        raise ValueError("attentions must be a non-empty list of (B, heads, N, N) tensors")
+    if isinstance(residual_weight, bool) or not isinstance(residual_weight, (int, float)) or not 0 <= residual_weight < 1:
+        raise ValueError(f"residual_weight must be in [0, 1), got {residual_weight!r}")
+    shape = attentions[0].shape
+    for i, layer in enumerate(attentions):
+        if not isinstance(layer, torch.Tensor) or layer.dim() != 4 or layer.shape[-1] != layer.shape[-2]:
+            raise ValueError(f"attentions[{i}] must be a (B, heads, N, N) tensor, got {getattr(layer, 'shape', type(layer))}")
+        if (layer.shape[0], layer.shape[2]) != (shape[0], shape[2]):
+            raise ValueError(f"attentions[{i}] has shape {tuple(layer.shape)}, attentions[0] has {tuple(shape)}")
+    num_tokens = shape[-1]
+    eye = torch.eye(num_tokens, dtype=attentions[0].dtype, device=attentions[0].device)
+    rollout = None
+    for layer in attentions:
+        mixed = (1 - residual_weight) * layer.mean(dim=1) + residual_weight * eye
+        mixed = mixed / mixed.sum(dim=-1, keepdim=True)
+        rollout = mixed if rollout is None else mixed @ rollout
+    return rollout
+
+
+# ---- compute -------------------------------------------------------------------------------
+
+
+def mhsa_macs(seq_len: int, dim: int) -> int:
+    """Multiply-accumulates of one multi-head self-attention layer on L tokens of width D.
+
+    ``3 L D^2`` for the q, k, v projections, ``L^2 D`` for ``q k^T``, ``L^2 D`` for the
+    weighted sum of values, ``L D^2`` for the output projection: ``4 L D^2 + 2 L^2 D``
+    (independent of the number of heads; softmax and biases are not counted).
+    """
+    length, width = _positive_int(seq_len, "seq_len"), _positive_int(dim, "dim")
+    return 4 * length * width**2 + 2 * length**2 * width
+
+
+def attention_crossover(dim: int) -> int:
+    """The smallest sequence length L where the ``2 L^2 D`` term exceeds ``4 L D^2``: ``2D + 1``."""
+    return 2 * _positive_int(dim, "dim") + 1
+
+
+# ---- memory --------------------------------------------------------------------------------
+
+
+def attention_map_bytes(depth: int, heads: int, seq_len: int, bytes_per_element: int = 4) -> int:
+    """Bytes of the attention maps a backward pass keeps: ``T * H * L^2 * b``."""
+    return (
+        _positive_int(depth, "depth")
+        * _positive_int(heads, "heads")
+        * _positive_int(seq_len, "seq_len") ** 2
+        * _positive_int(bytes_per_element, "bytes_per_element")
+    )
+
+
+def checkpointed_qk_bytes(
+    depth: int, heads: int, seq_len: int, head_dim: int, bytes_per_element: int = 4
+) -> int:
+    """Bytes of q and k kept instead of the maps when attention is recomputed: ``T*H*2*L*d*b``."""
+    return (
+        _positive_int(depth, "depth")
+        * _positive_int(heads, "heads")
+        * 2
+        * _positive_int(seq_len, "seq_len")
+        * _positive_int(head_dim, "head_dim")
+        * _positive_int(bytes_per_element, "bytes_per_element")
+    )
+
+
+# ---- the patch-size signal-to-noise argument -----------------------------------------------
+
+
+def min_object_size(patch_size: int, noise_std: float, contrast: float, z: float = 3.0) -> float:
+    """Smallest object side s that a patch mean detects at z noise standard deviations.
+
+    A p x p patch mean has noise std ``sigma / p``; an s x s object of contrast c shifts it by
+    ``c s^2 / p^2``. Detection needs ``c s^2 / p^2 >= z sigma / p``, so
+    ``s = sqrt(z * sigma * p / c)``: the smallest visible object grows like ``sqrt(p)``.
+    """
+    p = _positive_number(patch_size, "patch_size")
+    sigma = _positive_number(noise_std, "noise_std")
+    c = _positive_number(contrast, "contrast")
+    z = _positive_number(z, "z")
+    return math.sqrt(z * sigma * p / c)
