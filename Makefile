@@ -44,7 +44,7 @@ book: $(VENV)/.installed-book
 
 test: $(VENV)/.installed-dev system-deps
 	$(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
-	$(PYTEST) tests $(NOTEBOOK_DIRS) $(NBVAL)
+	VITCOURSE_REQUIRE_BOOK=1 $(PYTEST) tests $(NOTEBOOK_DIRS) $(NBVAL)
 
 fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -n $(JOBS) -m "not slow and not book and not browser" tests
