@@ -10,6 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_HTML = ROOT / "_build" / "html"
 
+# Submissions used as grading fixtures (hostile ones among them) are data, never run by nbval.
+collect_ignore_glob = ["grading_fixtures/*", "*/grading_fixtures/*"]
+
 
 @pytest.fixture(scope="session")
 def book_html() -> Path:
