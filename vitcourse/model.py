@@ -1,13 +1,16 @@
 """The Vision Transformer (Dosovitskiy et al., 2021), one small piece at a time.
 
-image (B, C, H, W)
-  -> PatchEmbed: a stride-p convolution, one token per p x p patch      (B, N, D)
-  -> prepend the class token (and register tokens), add position embeddings
-  -> depth x Block: x + Attention(LN(x)), then x + Mlp(LN(x))          (Pre-LN)
-  -> LayerNorm, pool (the class token, or the mean of the patch tokens), Linear head
+::
+
+    image (B, C, H, W)
+      -> PatchEmbed: cut into p x p patches, map each linearly to D dims       (B, N, D)
+      -> prepend the class token (and register tokens), add position embeddings (B, 1+N, D)
+      -> depth x Block: x + Attention(LN(x)), then x + Mlp(LN(x))              (Pre-LN)
+      -> LayerNorm, pool (the class token, or the mean of the patch tokens), Linear head
 
 Parameter names, LayerNorm eps (1e-6) and the exact (erf) GELU follow timm's
-``VisionTransformer``, so a timm state dict loads with ``load_state_dict`` as is.
+``VisionTransformer``, so a timm state dict loads with ``load_state_dict`` as is, and the
+logits agree with timm's to float32 rounding (tests/test_model.py checks both).
 """
 
 from __future__ import annotations
@@ -24,10 +27,17 @@ from .posembed import resample_pos_embed
 
 logger = logging.getLogger(__name__)
 
-LAYER_NORM_EPS = 1e-6
+LAYER_NORM_EPS = 1e-6  # timm's and the original JAX ViT's value (PyTorch's default is 1e-5)
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
 
 
 def _pair(value, name: str) -> tuple[int, int]:
+    """An int ``s`` means ``(s, s)``; a pair of positive ints is returned as a tuple."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     if (
@@ -39,12 +49,18 @@ def _pair(value, name: str) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
-class PatchEmbed(nn.Module):
-    """Cut an image into p x p patches and map each linearly to a D-dim token.
+# ---- 1. Patches to tokens --------------------------------------------------------------------
 
-    A linear map of each flattened patch is exactly a ``Conv2d`` with kernel = stride = p,
-    which is how it is computed. Input ``(B, C, H, W)`` -> output ``(B, N, D)`` with
-    ``N = (H / p) * (W / p)`` tokens in row-major grid order.
+
+class PatchEmbed(nn.Module):
+    """Cut an image into p x p patches and map each one linearly to a D-dim token.
+
+    ``(B, C, H, W)`` -> ``(B, N, D)`` with ``N = (H / p) * (W / p)`` tokens in row-major grid
+    order. The weights live in a ``Conv2d`` with kernel = stride = p (timm's layout, so
+    checkpoints load), because a linear map of each flattened patch *is* that convolution:
+    ``patchify(x) @ proj.weight.flatten(1).T + proj.bias``. We compute it in that form, a
+    reshape and one matrix multiply, which is as fast as the convolution for large images and
+    faster for the tiny course models.
     """
 
     def __init__(
@@ -58,15 +74,14 @@ class PatchEmbed(nn.Module):
         super().__init__()
         self.img_size = _pair(img_size, "img_size")
         self.patch_size = _pair(patch_size, "patch_size")
+        self.in_chans = _positive_int(in_chans, "in_chans")
+        _positive_int(embed_dim, "embed_dim")
         for side, p in zip(self.img_size, self.patch_size):
             if side % p:
-                raise ValueError(
-                    f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}"
-                )
+                raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
         self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.in_chans = in_chans
-        self.dynamic_img_size = dynamic_img_size
+        self.dynamic_img_size = bool(dynamic_img_size)
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -75,13 +90,13 @@ class PatchEmbed(nn.Module):
             raise TypeError(f"x must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
         if x.dim() != 4:
             raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
         _, channels, height, width = x.shape
         if channels != self.in_chans:
             raise ValueError(f"x has {channels} channels, the model expects in_chans={self.in_chans}")
         if height % self.patch_size[0] or width % self.patch_size[1]:
-            raise ValueError(
-                f"image size ({height}, {width}) is not a multiple of patch_size {self.patch_size}"
-            )
+            raise ValueError(f"image size ({height}, {width}) is not a multiple of patch_size {self.patch_size}")
         if not self.dynamic_img_size and (height, width) != self.img_size:
             raise ValueError(
                 f"image size ({height}, {width}) differs from img_size {self.img_size}; "
@@ -90,18 +105,32 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, N, D)``."""
-        return self.proj(x).flatten(2).transpose(1, 2)
+        batch, channels, height, width = x.shape
+        ph, pw = self.patch_size
+        rows, cols = height // ph, width // pw
+        # (B, C, rows, ph, cols, pw) -> (B, rows, cols, C, ph, pw): the grid first, then each
+        # patch flattened in (C, ph, pw) order, the order of the Conv2d weight's last three axes.
+        patches = x.reshape(batch, channels, rows, ph, cols, pw).permute(0, 2, 4, 1, 3, 5)
+        patches = patches.reshape(batch, rows * cols, channels * ph * pw)
+        return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
+
+
+# ---- 2. The two sublayers of a block -------------------------------------------------------
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with one fused ``qkv`` projection.
+    """Multi-head self-attention, ``(B, N, D)`` -> ``(B, N, D)``.
 
-    The ``qkv`` output features are ordered ``(q, k, v)``, each split into ``num_heads``
-    contiguous chunks of ``head_dim``, as in timm and the original JAX checkpoints.
+    One fused ``qkv`` Linear computes queries, keys and values together; its ``3D`` output
+    features are ordered ``(q, k, v)``, each split into ``num_heads`` contiguous chunks of
+    ``head_dim`` (timm's and the original JAX layout). Each head computes
+    ``softmax(q k^T / sqrt(head_dim)) v``; ``proj`` mixes the concatenated heads.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True):
         super().__init__()
+        _positive_int(dim, "dim")
+        _positive_int(num_heads, "num_heads")
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
@@ -113,17 +142,19 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
         batch, tokens, dim = x.shape
-        # (B, N, 3D) -> (3, B, heads, N, head_dim)
+        # (B, N, 3D) -> (B, N, 3, heads, head_dim) -> (3, B, heads, N, head_dim): views, no copy.
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         if return_attention:
-            # The explicit path, only for looking at the weights: softmax(q k^T / sqrt(d)) v.
+            # The explicit path, only for looking at the weights; it stores the N x N matrix.
             weights = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
             out = weights @ v
         else:
-            # The fused kernel (FlashAttention / memory-efficient on GPU) never stores N x N.
+            # The fused kernel computes the same thing (FlashAttention / memory-efficient
+            # kernels on GPU) without keeping the N x N weights.
             weights = None
             out = F.scaled_dot_product_attention(q, k, v)
+        # (B, heads, N, head_dim) -> (B, N, heads * head_dim): concatenate the heads.
         out = self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
         return (out, weights) if return_attention else out
 
@@ -134,19 +165,22 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
+        self.act = nn.GELU()  # exact erf GELU, as in the paper's JAX code and timm
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
 
 
+# ---- 3. One encoder layer --------------------------------------------------------------------
+
+
 class Block(nn.Module):
     """One Transformer encoder layer, ``(B, N, D)`` -> ``(B, N, D)``.
 
-    Pre-LN (``norm_first=True``, ViT's choice): ``x + f(LN(x))``, so the residual stream is an
-    untouched sum and gradients reach early layers directly. Post-LN (the original
-    Transformer): ``LN(x + f(x))``.
+    Pre-LN (``norm_first=True``, ViT's choice): ``x + f(LN(x))``; the residual stream is an
+    untouched sum, so gradients reach early layers directly and training is stable without
+    warm-up tricks. Post-LN (the original Transformer, ``norm_first=False``): ``LN(x + f(x))``.
     """
 
     def __init__(
@@ -158,6 +192,8 @@ class Block(nn.Module):
         norm_first: bool = True,
     ):
         super().__init__()
+        if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float)) or mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be a positive number, got {mlp_ratio!r}")
         self.norm_first = norm_first
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
@@ -166,22 +202,21 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
-        weights = None
         if self.norm_first:
-            if return_attention:
-                attended, weights = self.attn(self.norm1(x), return_attention=True)
-            else:
-                attended = self.attn(self.norm1(x))
+            attended = self.attn(self.norm1(x), return_attention)
+        else:
+            attended = self.attn(x, return_attention)
+        attended, weights = attended if return_attention else (attended, None)
+        if self.norm_first:
             x = x + attended
             x = x + self.mlp(self.norm2(x))
         else:
-            if return_attention:
-                attended, weights = self.attn(x, return_attention=True)
-            else:
-                attended = self.attn(x)
             x = self.norm1(x + attended)
             x = self.norm2(x + self.mlp(x))
         return (x, weights) if return_attention else x
+
+
+# ---- 4. The whole model ----------------------------------------------------------------------
 
 
 class VisionTransformer(nn.Module):
@@ -189,9 +224,9 @@ class VisionTransformer(nn.Module):
 
     Args:
         img_size: training image size, an int or ``(H, W)``.
-        patch_size: patch side p (H and W must be multiples of it).
+        patch_size: patch side p, an int or ``(ph, pw)`` (H and W must be multiples of it).
         in_chans: image channels C.
-        num_classes: classes of the head; 0 gives no head (``forward`` returns features).
+        num_classes: classes of the head; 0 gives no head (``forward`` returns ``(B, D)``).
         embed_dim: token width D.
         depth: number of blocks.
         num_heads: attention heads (D must be divisible by it).
@@ -199,13 +234,18 @@ class VisionTransformer(nn.Module):
         qkv_bias: bias in the ``qkv`` projection.
         class_token: prepend a learned class token.
         global_pool: ``'token'`` (the class token) or ``'avg'`` (mean of the patch tokens).
-        reg_tokens: number of learned register tokens after the class token.
+        reg_tokens: number of learned register tokens after the class token (Darcet et al.).
         no_embed_class: position embeddings cover the patch tokens only (timm's flag, used by
-            register-token checkpoints); by default they cover the prefix tokens too.
+            DeiT III and big_vision checkpoints); by default they cover the prefix tokens too.
         norm_first: Pre-LN (default) or Post-LN blocks.
-        grad_checkpointing: recompute each block's activations in the backward pass.
+        grad_checkpointing: recompute each block's activations in the backward pass instead of
+            storing them (less memory, about one more forward pass of time).
         dynamic_img_size: accept any image whose sides are multiples of p, resampling the
-            position embeddings on the fly.
+            position embeddings on the fly (bicubic, antialiased, as timm).
+
+    Attributes:
+        num_prefix_tokens: class + register tokens in front of the patch tokens.
+        grid_size: ``(rows, cols)`` of the patch grid at ``img_size``.
     """
 
     def __init__(
@@ -233,14 +273,15 @@ class VisionTransformer(nn.Module):
         if global_pool == "token" and not class_token:
             raise ValueError("global_pool='token' needs class_token=True; use global_pool='avg'")
         for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            _positive_int(value, name)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
-        if not isinstance(reg_tokens, int) or reg_tokens < 0:
+        if isinstance(reg_tokens, bool) or not isinstance(reg_tokens, int) or reg_tokens < 0:
             raise ValueError(f"reg_tokens must be a non-negative int, got {reg_tokens!r}")
-        if not isinstance(num_classes, int) or num_classes < 0:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        if no_embed_class and not (class_token or reg_tokens):
+            no_embed_class = False  # nothing in front of the grid: the two layouts coincide
 
         self.num_classes = num_classes
         self.embed_dim = self.num_features = embed_dim
@@ -258,7 +299,9 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, norm_first) for _ in range(depth)
         )
-        # timm's rule: average pooling normalises after pooling (fc_norm), token pooling before.
+        # timm's rule, kept for checkpoint compatibility: with token pooling the final LayerNorm
+        # acts on every token (``norm``); with average pooling it acts on the pooled vector
+        # (``fc_norm``). Either way there is exactly one final LayerNorm.
         use_fc_norm = global_pool == "avg"
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
         self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS) if use_fc_norm else nn.Identity()
@@ -296,32 +339,57 @@ class VisionTransformer(nn.Module):
     def img_size(self) -> tuple[int, int]:
         return self.patch_embed.img_size
 
+    @property
+    def dynamic_img_size(self) -> bool:
+        return self.patch_embed.dynamic_img_size
+
+    @dynamic_img_size.setter
+    def dynamic_img_size(self, enable: bool) -> None:
+        self.patch_embed.dynamic_img_size = bool(enable)
+
+    @property
+    def _pos_embed_prefix_tokens(self) -> int:
+        return 0 if self.no_embed_class else self.num_prefix_tokens
+
+    @property
+    def num_pos_prefix_tokens(self) -> int:
+        """Prefix tokens that have a position embedding (0 with ``no_embed_class``)."""
+        return self._pos_embed_prefix_tokens
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Turn gradient checkpointing on or off (as timm's method of the same name)."""
+        self.grad_checkpointing = bool(enable)
+
     def set_image_size(self, img_size, mode: str = "bicubic", antialias: bool = True) -> None:
-        """Change the model's image size in place, resampling the position embeddings once."""
+        """Change the model's image size in place, resampling the position embeddings once.
+
+        Args:
+            img_size: the new ``(H, W)`` (an int means square); multiples of the patch size.
+            mode, antialias: as in :func:`vitcourse.posembed.resample_pos_embed`.
+
+        Afterwards the model takes ``img_size`` inputs with no per-call resampling, and its
+        logits equal those of the same model run with ``dynamic_img_size=True`` at that size.
+        """
         new_size = _pair(img_size, "img_size")
         patch = self.patch_embed.patch_size
         if new_size[0] % patch[0] or new_size[1] % patch[1]:
             raise ValueError(f"img_size {new_size} is not a multiple of patch_size {patch}")
         new_grid = (new_size[0] // patch[0], new_size[1] // patch[1])
-        old_grid = self.grid_size
+        old_size, old_grid = self.img_size, self.grid_size
         if new_grid != old_grid:
             resampled = resample_pos_embed(
-                self.pos_embed.data,
+                self.pos_embed.detach(),
                 new_grid,
                 old_grid,
-                num_prefix_tokens=self._pos_embed_prefix_tokens,
+                num_prefix_tokens=self.num_pos_prefix_tokens,
                 mode=mode,
                 antialias=antialias,
             )
-            self.pos_embed = nn.Parameter(resampled)
-        logger.info("set_image_size: %s -> %s (grid %s -> %s)", self.img_size, new_size, old_grid, new_grid)
+            self.pos_embed = nn.Parameter(resampled, requires_grad=self.pos_embed.requires_grad)
+        logger.info("set_image_size: %s -> %s (grid %s -> %s)", old_size, new_size, old_grid, new_grid)
         self.patch_embed.img_size = new_size
         self.patch_embed.grid_size = new_grid
         self.patch_embed.num_patches = new_grid[0] * new_grid[1]
-
-    @property
-    def _pos_embed_prefix_tokens(self) -> int:
-        return 0 if self.no_embed_class else self.num_prefix_tokens
 
     # ---- forward --------------------------------------------------------------------------
 
@@ -335,29 +403,34 @@ class VisionTransformer(nn.Module):
         return tokens
 
     def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """Add position embeddings and prefix tokens: ``(B, N, D)`` -> ``(B, prefix + N, D)``."""
+        """Add the prefix tokens and position embeddings: ``(B, N, D)`` -> ``(B, prefix + N, D)``."""
         pos_embed = self.pos_embed
-        if grid != self.grid_size:  # only with dynamic_img_size; checked at the boundary
+        if grid != self.grid_size:  # only with dynamic_img_size, which check_input enforces
             pos_embed = resample_pos_embed(
-                pos_embed, grid, self.grid_size, num_prefix_tokens=self._pos_embed_prefix_tokens
+                pos_embed, grid, self.grid_size, num_prefix_tokens=self.num_pos_prefix_tokens
             )
         prefix = self._prefix_tokens(x.shape[0])
         if self.no_embed_class:
             return torch.cat([*prefix, x + pos_embed], dim=1)
-        return torch.cat([*prefix, x], dim=1) + pos_embed
+        if prefix:
+            x = torch.cat([*prefix, x], dim=1)
+        return x + pos_embed
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, H, W)`` -> the tokens that enter the first block ``(B, prefix + N, D)``."""
         self.patch_embed.check_input(x)
         grid = (x.shape[-2] // self.patch_size[0], x.shape[-1] // self.patch_size[1])
         return self._pos_embed(self.patch_embed(x), grid)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> normalised tokens ``(B, prefix + N, D)``."""
+        """``(B, C, H, W)`` -> the final tokens ``(B, prefix + N, D)`` (after ``norm``)."""
         x = self._embed(x)
-        for block in self.blocks:
-            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            for block in self.blocks:
+                # Keep only each block's input; recompute the inside during backward.
                 x = checkpoint(block, x, use_reentrant=False)
-            else:
+        else:
+            for block in self.blocks:
                 x = block(x)
         return self.norm(x)
 
@@ -365,8 +438,9 @@ class VisionTransformer(nn.Module):
         """Run the model and keep every layer's attention weights, for visualisation.
 
         Returns the logits ``(B, num_classes)`` and a list of ``depth`` tensors
-        ``(B, heads, N, N)`` (N counts the prefix tokens). This takes the explicit softmax
-        path; :meth:`forward` keeps the fused kernel.
+        ``(B, heads, N, N)`` (N counts the prefix tokens; each row sums to 1). This takes the
+        explicit softmax path in every block; :meth:`forward` keeps the fused kernel, so
+        asking for the weights here costs the normal path nothing.
         """
         x = self._embed(x)
         attentions = []
@@ -382,7 +456,7 @@ class VisionTransformer(nn.Module):
         return x[:, 0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Tokens ``(B, prefix + N, D)`` -> logits ``(B, num_classes)`` (or ``(B, D)``)."""
+        """Tokens ``(B, prefix + N, D)`` -> logits ``(B, num_classes)`` (``(B, D)`` if ``pre_logits``)."""
         x = self.fc_norm(self.pool(x))
         return x if pre_logits else self.head(x)
 
@@ -391,13 +465,17 @@ class VisionTransformer(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-# ---- named configurations ------------------------------------------------------------------
+# ---- 5. Named configurations -----------------------------------------------------------------
 
 _REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
 
 
 def register_model(name: str, factory: Callable[..., nn.Module] = VisionTransformer, **config) -> None:
-    """Register a named configuration for :func:`create_model`."""
+    """Register a named configuration for :func:`create_model` (a later call replaces it)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
     _REGISTRY[name] = (factory, config)
 
 
@@ -409,7 +487,7 @@ def list_models() -> list[str]:
 def create_model(name: str, **overrides) -> nn.Module:
     """Build a named configuration, e.g. ``create_model("vit_base_patch16_224", num_classes=10)``.
 
-    Keyword overrides replace the configuration's values (as timm's ``create_model`` does).
+    Keyword overrides replace the configuration's values (as in timm's ``create_model``).
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown model name {name!r}; choose one of: {', '.join(list_models())}")
@@ -417,13 +495,14 @@ def create_model(name: str, **overrides) -> nn.Module:
     return factory(**{**config, **overrides})
 
 
-# The ImageNet configurations of the ViT and DeiT papers, with timm's names.
+# The ImageNet configurations of the ViT and DeiT papers, with timm's names (and timm's
+# parameter counts: 5,717,416 / 22,050,664 / 86,567,656 / 304,326,632 with 1000 classes).
 register_model("vit_tiny_patch16_224", patch_size=16, embed_dim=192, depth=12, num_heads=3)
 register_model("vit_small_patch16_224", patch_size=16, embed_dim=384, depth=12, num_heads=6)
 register_model("vit_base_patch16_224", patch_size=16, embed_dim=768, depth=12, num_heads=12)
 register_model("vit_large_patch16_224", patch_size=16, embed_dim=1024, depth=24, num_heads=16)
 
-# Course scale: 8 x 8 grey digits, 2 x 2 patches -> a 4 x 4 grid of 16 tokens.
+# Course scale: 8 x 8 grey digits, 2 x 2 patches -> a 4 x 4 grid of 16 tokens (+ class token).
 register_model(
     "vit_digits",
     img_size=8,

@@ -1,8 +1,20 @@
-"""Position embeddings: resampling a learned grid to a new image size.
+"""Position embeddings: fixed 2D sin-cos tables, and resampling a learned grid to a new size.
 
-A ViT trained at one resolution is used at another by treating its learned position embeddings
-as a small image of shape ``(D, rows, cols)`` and interpolating it (ViT paper, section 3.2).
+A ViT adds one D-dim vector per patch position. With learned embeddings the table is tied to
+the training image size; to use the model at another size we treat the table as a small
+``D``-channel image of shape ``(rows, cols)`` and interpolate it (ViT paper, section 3.2).
 Prefix tokens (class, distillation, registers) have no place on the grid and pass through.
+
+How the implementations out there relate (each claim is checked in tests/test_posembed.py
+where the reference is installed):
+
+* timm ``resample_abs_pos_embed``: equal to :func:`resample_pos_embed` with the same arguments
+  (bicubic, ``antialias=True`` by default). Antialiasing only matters when shrinking.
+* Hugging Face ``ViTEmbeddings.interpolate_pos_encoding`` (current transformers; old versions
+  added 0.1 to the scale factor, which changed the result) and DeiT's original code: bicubic
+  without antialiasing, i.e. ``resample_pos_embed(..., antialias=False)``.
+* The original JAX ViT code (``scipy.ndimage.zoom(..., order=1)``): linear interpolation with
+  corner pixels aligned, i.e. ``mode="bilinear", align_corners=True, antialias=False``.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ import torch.nn.functional as F
 
 _MODES = ("nearest", "bilinear", "bicubic", "area", "nearest-exact")
 _ANTIALIAS_MODES = ("bilinear", "bicubic")
+_ALIGN_CORNERS_MODES = ("bilinear", "bicubic")
 
 
 def _as_grid(value, name: str) -> tuple[int, int]:
@@ -21,7 +34,7 @@ def _as_grid(value, name: str) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     if (
-        not isinstance(value, (tuple, list))
+        not isinstance(value, (tuple, list, torch.Size))
         or len(value) != 2
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
@@ -38,6 +51,7 @@ def resample_pos_embed(
     num_prefix_tokens: int = 1,
     mode: str = "bicubic",
     antialias: bool = True,
+    align_corners: bool | None = None,
 ) -> torch.Tensor:
     """Resample a learned position-embedding grid to ``new_grid``.
 
@@ -47,20 +61,30 @@ def resample_pos_embed(
         old_grid: ``(rows, cols)`` of ``pos_embed``'s grid; ``None`` infers a square grid.
         num_prefix_tokens: leading tokens (class, distillation, registers) copied unchanged.
         mode: ``torch.nn.functional.interpolate`` mode.
-        antialias: use the antialiased kernel (only bilinear and bicubic have one; ignored
-            for the other modes). It changes the result only when shrinking the grid.
+        antialias: use the antialiased kernel (only bilinear and bicubic have one; ignored for
+            the other modes). It changes the result only when shrinking the grid. ``True``
+            matches timm; ``False`` matches Hugging Face and DeiT.
+        align_corners: as in ``F.interpolate`` (bilinear and bicubic only); ``True`` with
+            ``mode="bilinear"`` matches the original JAX code.
 
     Returns:
         ``(1, num_prefix_tokens + new_rows * new_cols, D)`` in ``pos_embed``'s dtype; the
-        interpolation itself runs in float32.
+        interpolation itself runs in float32. When the grid does not change, ``pos_embed``
+        itself is returned. A rectangular grid with the same number of cells (2 x 8 -> 4 x 4)
+        is really resampled.
     """
-    if not isinstance(pos_embed, torch.Tensor) or pos_embed.dim() != 3:
-        shape = tuple(pos_embed.shape) if isinstance(pos_embed, torch.Tensor) else type(pos_embed)
-        raise ValueError(f"pos_embed must be a (1, prefix + rows*cols, D) tensor, got {shape}")
+    if not isinstance(pos_embed, torch.Tensor):
+        raise TypeError(f"pos_embed must be a torch.Tensor, got {type(pos_embed).__name__}")
+    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
+        raise ValueError(f"pos_embed must have shape (1, prefix + rows*cols, D), got {tuple(pos_embed.shape)}")
+    if not pos_embed.is_floating_point():
+        raise TypeError(f"pos_embed must be a floating-point tensor, got dtype {pos_embed.dtype}")
     if isinstance(num_prefix_tokens, bool) or not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0:
         raise ValueError(f"num_prefix_tokens must be a non-negative int, got {num_prefix_tokens!r}")
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    if align_corners is not None and mode not in _ALIGN_CORNERS_MODES:
+        raise ValueError(f"align_corners applies only to modes {_ALIGN_CORNERS_MODES}, not mode={mode!r}")
     new_grid = _as_grid(new_grid, "new_grid")
     num_grid_tokens = pos_embed.shape[1] - num_prefix_tokens
     if old_grid is None:
@@ -85,7 +109,57 @@ def resample_pos_embed(
     # (1, rows*cols, D) -> (1, D, rows, cols): interpolate treats the embedding as a D-channel image.
     image = grid.float().reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)
     image = F.interpolate(
-        image, size=new_grid, mode=mode, antialias=antialias and mode in _ANTIALIAS_MODES
+        image,
+        size=new_grid,
+        mode=mode,
+        align_corners=align_corners,
+        antialias=antialias and mode in _ANTIALIAS_MODES,
     )
     grid = image.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim).to(pos_embed.dtype)
     return torch.cat([prefix, grid], dim=1)
+
+
+def sincos_pos_embed_2d(
+    embed_dim: int,
+    grid,
+    num_prefix_tokens: int = 0,
+    temperature: float = 10000.0,
+    convention: str = "mae",
+) -> torch.Tensor:
+    """Fixed 2D sine-cosine position embeddings, ``(1, num_prefix_tokens + rows * cols, D)``.
+
+    A quarter of the D channels encodes the column ``x`` of a patch and a quarter its row
+    ``y``, each as ``sin(pos * w_i)`` and ``cos(pos * w_i)`` for ``D / 4`` frequencies
+    ``w_i = temperature ** (-i / n)``, ``i = 0 .. D/4 - 1``. The channel layout is
+    ``[sin(x w), cos(x w), sin(y w), cos(y w)]``, the same in both conventions:
+
+    * ``"mae"`` (MAE, MoCo v3): ``n = D / 4``;
+    * ``"big_vision"`` (big_vision's ``posemb_sincos_2d``, "Better plain ViT baselines"):
+      ``n = D / 4 - 1``, so the lowest frequency is exactly ``1 / temperature``.
+
+    Grid tokens are in row-major order; prefix tokens get zero vectors (MAE's choice).
+    Returned in float32.
+    """
+    if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim <= 0 or embed_dim % 4:
+        raise ValueError(f"embed_dim must be a positive multiple of 4, got {embed_dim!r}")
+    if isinstance(num_prefix_tokens, bool) or not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0:
+        raise ValueError(f"num_prefix_tokens must be a non-negative int, got {num_prefix_tokens!r}")
+    if convention not in ("mae", "big_vision"):
+        raise ValueError(f"convention must be 'mae' or 'big_vision', got {convention!r}")
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature <= 0:
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    rows, cols = _as_grid(grid, "grid")
+    quarter = embed_dim // 4
+    if convention == "big_vision" and quarter < 2:
+        raise ValueError(f"convention='big_vision' needs embed_dim >= 8, got {embed_dim}")
+    denominator = quarter if convention == "mae" else quarter - 1
+    # Computed in float64 and rounded once, so the table does not depend on the device.
+    omega = temperature ** (-torch.arange(quarter, dtype=torch.float64) / denominator)  # (D/4,)
+    y, x = torch.meshgrid(
+        torch.arange(rows, dtype=torch.float64), torch.arange(cols, dtype=torch.float64), indexing="ij"
+    )
+    x = x.reshape(-1, 1) * omega  # (rows*cols, D/4), row-major
+    y = y.reshape(-1, 1) * omega
+    table = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)
+    table = torch.cat([torch.zeros(num_prefix_tokens, embed_dim, dtype=torch.float64), table])
+    return table.float().unsqueeze(0)
