@@ -99,12 +99,15 @@ def double(x):
 import torch, builtins
 torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
+torch.isfinite = lambda x: torch.ones_like(x, dtype=torch.bool)
 torch.Tensor.__eq__ = lambda *a, **k: True
-builtins.isinstance = lambda *a: True
-builtins.type = lambda *a: torch.Tensor
+builtins.all = lambda *a: True
 def double(x):
     return x * 7
 """], {"test_double_float", "test_double_int"}),
+    # breaking the worker's own Python only costs this student their own points
+    "break_builtins": (GOOD + ["import builtins\nbuiltins.isinstance = lambda *a: True\n"
+                               "builtins.type = lambda *a: int"], ALL_TESTS),
     "sys_exit": (GOOD + ["import sys\nsys.exit(0)"], set()),  # SystemExit in a cell: recorded
     "os_exit_at_import": (["import os\nos._exit(0)"] + GOOD, ALL_TESTS),
     "os_exit_in_call": ([COUNT, SCALE, "import os\ndef double(x):\n    os._exit(0)"],
@@ -134,11 +137,12 @@ def double(x):
     while True:
         sys.stdout.write(chunk)
 """], {"test_double_float", "test_double_int"}),
+    # kills the zygote and everything it can see; the attack costs only its own tests
     "kill_parent": ([COUNT, SCALE, """\
 import os, signal
 def double(x):
-    os.kill(os.getppid(), signal.SIGKILL)
     try:
+        os.kill(os.getppid(), signal.SIGKILL)
         os.kill(-1, signal.SIGKILL)
     except OSError:
         pass
@@ -149,14 +153,17 @@ import torch
 def double(x):
     return torch.zeros(300 * 1024 * 1024, dtype=torch.uint8)
 """], {"test_double_float", "test_double_int"}),
-    "huge_view": ([COUNT, SCALE, """\
+}
+# not an attack: a correct answer that is a view into a 200 MB storage must pass (only the
+# view's values travel back)
+HUGE_VIEW = GOOD[1:] + ["""\
 import torch
 _big = torch.zeros(200 * 1024 * 1024 // 8, dtype=torch.float64)
 def double(x):
-    out = _big[: x.numel()].view_as(x.double()).to(x.dtype)
-    return out + x * 3
-"""], {"test_double_float", "test_double_int"}),
-}
+    flat = _big[: x.numel()].to(x.dtype) if x.dtype != torch.float64 else _big[: x.numel()]
+    flat.copy_(x.flatten() * 2)
+    return flat.view_as(x)
+"""]
 # attacks that must not see the trusted side; checked by the probe tests, not by scores
 PROBE = """\
 import os, socket, json
