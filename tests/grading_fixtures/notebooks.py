@@ -137,13 +137,13 @@ def double(x):
     while True:
         sys.stdout.write(chunk)
 """], {"test_double_float", "test_double_int"}),
-    # kills the zygote and everything it can see; the attack costs only its own tests
+    # kills its parent (the zygote); the attack costs only its own tests. (Not os.kill(-1): in a
+    # test run without the sandbox, as root, that would kill every process on the machine.)
     "kill_parent": ([COUNT, SCALE, """\
 import os, signal
 def double(x):
     try:
         os.kill(os.getppid(), signal.SIGKILL)
-        os.kill(-1, signal.SIGKILL)
     except OSError:
         pass
     return x * 2 + 1

@@ -144,6 +144,7 @@ class PidsCgroup:
         for root in self.ROOTS:
             if not os.path.exists(os.path.join(root, "cgroup.procs")):
                 continue
+            self._sweep(root)
             path = os.path.join(root, name)
             try:
                 os.makedirs(path, exist_ok=True)
@@ -157,6 +158,27 @@ class PidsCgroup:
                 except OSError:
                     pass
 
+    @staticmethod
+    def _sweep(root: str) -> None:
+        """Remove cgroups left by graders that were killed (empty ones only)."""
+        try:
+            names = [n for n in os.listdir(root) if n.startswith("vitcourse-grade-")]
+        except OSError:
+            return
+        for name in names:
+            try:
+                pid = int(name.split("-")[2])
+                os.kill(pid, 0)
+                continue  # that grader is still running
+            except (ValueError, IndexError, PermissionError):
+                continue
+            except ProcessLookupError:
+                pass
+            try:
+                os.rmdir(os.path.join(root, name))
+            except OSError:
+                pass
+
     def remove(self) -> None:
         if self.path:
             for _ in range(50):
@@ -165,6 +187,41 @@ class PidsCgroup:
                     return
                 except OSError:
                     time.sleep(0.02)
+
+
+NOBODY = 65534
+
+
+def _world_readable(path: str) -> bool:
+    """Whether any user can reach and read ``path`` (every parent folder searchable)."""
+    import stat
+
+    path = os.path.realpath(path)
+    try:
+        if not os.stat(path).st_mode & stat.S_IROTH:
+            return False
+        parent = os.path.dirname(path)
+        while True:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                return False
+            if parent == os.path.dirname(parent):
+                return True
+            parent = os.path.dirname(parent)
+    except OSError:
+        return False
+
+
+def drop_to_nobody() -> bool:
+    """Without bubblewrap, a grader running as root runs student code as ``nobody`` (so it
+    cannot read root-only files such as the hidden tests, and RLIMIT_NPROC applies), provided
+    that ``nobody`` can still read the Python installation."""
+    import torch
+
+    import vitcourse
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    return all(_world_readable(p) for p in (sys.executable, torch.__file__, vitcourse.__file__))
 
 
 @dataclass
@@ -184,6 +241,7 @@ class Zygote:
         self.control: socket.socket | None = None
         self.cgroup: PidsCgroup | None = None
         self._log = None
+        self.drop_uid = NOBODY if config.sandbox != "bwrap" and drop_to_nobody() else None
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -282,6 +340,9 @@ class Session:
         if zygote.config.sandbox != "bwrap":
             self._scratch = tempfile.mkdtemp(prefix="vitcourse-scratch-")
             spec["scratch"] = self._scratch
+            if zygote.drop_uid is not None:
+                os.chown(self._scratch, zygote.drop_uid, zygote.drop_uid)
+                spec["drop_uid"] = zygote.drop_uid
         ours, theirs = socket.socketpair()
         out_read, out_write = os.pipe()
         try:

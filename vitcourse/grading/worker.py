@@ -108,6 +108,10 @@ def _child(channel_fd: int, output_fd: int, control_fd: int, spec: dict) -> None
         os.chdir(scratch)
         os.environ.update(HOME=scratch, TMPDIR=scratch)
         apply_limits(spec)
+        if spec.get("drop_uid") is not None:  # root without a sandbox: run as nobody
+            os.setgroups([])
+            os.setgid(int(spec["drop_uid"]))
+            os.setuid(int(spec["drop_uid"]))
         _serve(socket.socket(fileno=channel_fd), spec)
     except BaseException:  # noqa: B036 - whatever happens, end this process here
         code = 70
