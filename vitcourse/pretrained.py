@@ -287,9 +287,13 @@ def convert_jax_npz(npz) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_jax_npz(model: nn.Module, npz, **kwargs) -> nn.Module:
-    """:func:`convert_jax_npz`, then :func:`load_timm_state_dict` (same keyword arguments)."""
-    return load_timm_state_dict(model, convert_jax_npz(npz), **kwargs)
+def load_jax_npz(model: nn.Module, npz, *, mode: str = "bilinear", antialias: bool = False, **kwargs) -> nn.Module:
+    """:func:`convert_jax_npz`, then :func:`load_timm_state_dict` (same keyword arguments).
+
+    Position embeddings are resampled bilinearly without antialiasing by default, as timm's
+    loader of these files does.
+    """
+    return load_timm_state_dict(model, convert_jax_npz(npz), mode=mode, antialias=antialias, **kwargs)
 
 
 # ---- the hub (optional, needs timm and a network) --------------------------------------------
