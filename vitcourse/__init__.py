@@ -22,6 +22,14 @@ from .analysis import (
     min_object_size,
 )
 from .patches import patchify, unpatchify
-from .posembed import resample_pos_embed
+from .posembed import resample_pos_embed, sincos_pos_embed_2d
+from .pretrained import (
+    convert_hf_state_dict,
+    convert_jax_npz,
+    from_pretrained_timm,
+    load_hf_state_dict,
+    load_jax_npz,
+    load_timm_state_dict,
+)
 
 __version__ = "0.1.0"
