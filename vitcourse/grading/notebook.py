@@ -140,12 +140,14 @@ def describe_exception(exc: BaseException) -> tuple[str, str, tuple[str, ...]]:
     qualified name ("__main__.ValueError"), so a student's own class called ValueError is not
     taken for the real one.
     """
+    import builtins
+
+    def is_builtin(c: type) -> bool:  # by identity: a class can claim any __module__
+        return getattr(builtins, c.__name__, None) is c
+
     cls = type(exc)
-    if cls.__module__ == "builtins":
-        type_name = cls.__name__
-    else:
-        type_name = f"{cls.__module__}.{cls.__qualname__}"
-    bases = tuple(c.__name__ for c in cls.__mro__[1:] if c.__module__ == "builtins"
+    type_name = cls.__name__ if is_builtin(cls) else f"{cls.__module__}.{cls.__qualname__}"
+    bases = tuple(c.__name__ for c in cls.__mro__[1:] if is_builtin(c)
                   and c not in (object, BaseException))
     try:
         message = str(exc)
