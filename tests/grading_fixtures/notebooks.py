@@ -201,6 +201,12 @@ def try_network():
 
 def env():
     return dict(os.environ)
+
+def interfaces():
+    return sorted(name for _, name in socket.if_nameindex())
+
+def uid():
+    return os.getuid()
 """
 
 

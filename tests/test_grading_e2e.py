@@ -1,0 +1,322 @@
+"""End-to-end tests of ``vitcourse grade`` on the fake exercise 00_fake: correct, wrong, invalid
+and hostile notebooks, resuming, a grader killed mid-batch, the sandbox's walls, Gradescope.
+
+Expected scores come from the fixture's own list of which tests each notebook must fail (written
+from what each notebook does, not from the grader's output)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from vitcourse.grading.command import grade
+from vitcourse.grading.sandbox import bwrap_works
+
+sys.path.insert(0, str(Path(__file__).parent))
+from grading_fixtures.notebooks import (  # noqa: E402
+    ALL_TESTS,
+    CORRECT,
+    HOSTILE,
+    HUGE_VIEW,
+    MAX_SCORE,
+    PROBE,
+    WRONG,
+    WRONG_FAILS,
+    write_notebook,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+HIDDEN = ROOT / "tests" / "grading_fixtures" / "hidden"
+POINTS = {"test_double_float": 2, "test_double_int": 1, "test_count_positive": 1,
+          "test_scale_module": 2, "test_scale_rejects_zero": 1}
+needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
+
+
+def _rows(out: Path) -> dict[str, dict[str, tuple]]:
+    db = sqlite3.connect(out / "gradebook.sqlite")
+    rows: dict[str, dict[str, tuple]] = {}
+    for student, test, points, status, feedback in db.execute(
+            "SELECT student, test, points, status, feedback FROM results"):
+        rows.setdefault(student, {})[test] = (points, status, feedback)
+    db.close()
+    return rows
+
+
+def _submissions(out: Path) -> dict[str, tuple]:
+    db = sqlite3.connect(out / "gradebook.sqlite")
+    found = {r[0]: r[1:] for r in db.execute(
+        "SELECT student, score, status, sha256, finished_at FROM submissions")}
+    db.close()
+    return found
+
+
+def _expected(failing: set[str]) -> float:
+    return float(sum(p for t, p in POINTS.items() if t not in failing))
+
+
+@pytest.mark.slow
+def test_correct_wrong_invalid_then_resume_and_regrade(tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    # nbval / nbgrader tags and metadata must change nothing
+    write_notebook(subs / "alice.ipynb", CORRECT, tags={1: ["raises-exception", "nbval-skip"]},
+                   metadata={"kernelspec": {"name": "r"}, "allow_errors": True})
+    write_notebook(subs / "o'brien, jr.ipynb", CORRECT)
+    for name, cells in WRONG.items():
+        write_notebook(subs / f"{name}.ipynb", cells)
+    (subs / "broken.ipynb").write_text('{"cells": [')
+    summary = grade("00_fake", _find(subs), out, jobs=2, timeout=20, hidden_dir=HIDDEN,
+                    progress=False)
+    assert "6 submission(s)" in summary and "0 already graded" in summary
+    subs_rows = _submissions(out)
+    assert subs_rows["alice"][:2] == (MAX_SCORE, "graded")
+    assert subs_rows["o'brien, jr"][:2] == (MAX_SCORE, "graded")
+    assert subs_rows["broken"][:2] == (0.0, "invalid")
+    for name, failing in WRONG_FAILS.items():
+        assert subs_rows[name][0] == _expected(failing), name
+    rows = _rows(out)
+    assert all(len(tests) == len(ALL_TESTS) for tests in rows.values())
+
+    import csv
+
+    with open(out / "grades.csv", newline="") as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["student", "exercise", "score", "max_score", "status"]
+    assert ["o'brien, jr", "00_fake", "7", "7", "graded"] in table
+    result = json.loads((out / "results" / "alice" / "00_fake.json").read_text())
+    assert set(result) >= {"score", "execution_time", "tests"} and result["score"] == MAX_SCORE
+    assert all(set(t) >= {"name", "score", "max_score", "status", "output", "visibility"}
+               for t in result["tests"])
+    hidden_source = (HIDDEN / "test_00_fake.py").read_text()
+    for path in (out / "results").rglob("*.json"):
+        text = path.read_text()
+        assert "expect_tensor(" not in text and "generator=rng" not in text
+        assert "student.call" not in text and hidden_source[:200] not in text
+
+    # a re-run skips everything; a changed file is graded again; --regrade redoes all
+    before = _submissions(out)
+    summary = grade("00_fake", _find(subs), out, jobs=2, timeout=20, hidden_dir=HIDDEN,
+                    progress=False)
+    assert "graded 0 submission(s)" in summary and "6 already graded" in summary
+    assert _submissions(out) == before
+    write_notebook(subs / "wrong_values.ipynb", CORRECT)
+    summary = grade("00_fake", _find(subs), out, jobs=1, timeout=20, hidden_dir=HIDDEN,
+                    progress=False)
+    assert "graded 1 submission(s)" in summary
+    after = _submissions(out)
+    assert after["wrong_values"][0] == MAX_SCORE and after["alice"] == before["alice"]
+    summary = grade("00_fake", _find(subs), out, jobs=2, timeout=20, hidden_dir=HIDDEN,
+                    progress=False, regrade=True)
+    assert "graded 6 submission(s)" in summary
+
+
+def _find(folder: Path):
+    from vitcourse.grading.command import find_submissions
+
+    return find_submissions([str(folder)])
+
+
+def _check_hostile(out: Path, names: list[str]) -> None:
+    rows = _rows(out)
+    subs = _submissions(out)
+    for name in names:
+        attacked = HOSTILE[name][1]
+        for test in attacked:
+            assert rows[name][test][0] == 0.0, (name, test, rows[name][test])
+        if name != "kill_parent":  # that one may lose its own later tests with its worker
+            for test in ALL_TESTS - attacked:
+                assert rows[name][test][1] == "passed", (name, test, rows[name][test])
+    for good in ("alice", "zoe", "huge_view"):
+        assert subs[good][:2] == (MAX_SCORE, "graded"), (good, rows[good])
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_hostile_submissions_in_the_sandbox(tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    write_notebook(subs / "alice.ipynb", CORRECT)
+    write_notebook(subs / "zoe.ipynb", CORRECT)
+    write_notebook(subs / "huge_view.ipynb", HUGE_VIEW)
+    for name, (cells, _) in HOSTILE.items():
+        write_notebook(subs / f"{name}.ipynb", cells)
+    grade("00_fake", _find(subs), out, jobs=2, timeout=4, memory_mb=768, hidden_dir=HIDDEN,
+          progress=False, sandbox="bwrap")
+    _check_hostile(out, list(HOSTILE))
+    rows = _rows(out)
+    assert "time limit" in rows["infinite_loop_call"]["test_double_float"][2]
+    assert "printed more than" in rows["output_flood"]["test_double_float"][2]
+    assert "tensor subclass" in rows["tensor_subclass"]["test_double_float"][2]
+    assert "exited (status 0)" in rows["os_exit_at_import"]["test_scale_module"][2]
+
+
+# safe without a sandbox even as root (no fork bomb: RLIMIT_NPROC does not bind root)
+UNSANDBOXED = ["try_except", "lying_eq", "int_subclass_count", "tensor_subclass", "monkeypatch",
+               "sys_exit", "os_exit_at_import", "os_exit_in_call", "infinite_loop_call",
+               "memory_bomb", "output_flood", "kill_parent", "huge_tensor"]
+
+
+@pytest.mark.slow
+def test_hostile_submissions_with_rlimits_only(tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    write_notebook(subs / "alice.ipynb", CORRECT)
+    write_notebook(subs / "zoe.ipynb", CORRECT)
+    write_notebook(subs / "huge_view.ipynb", HUGE_VIEW)
+    for name in UNSANDBOXED:
+        write_notebook(subs / f"{name}.ipynb", HOSTILE[name][0])
+    grade("00_fake", _find(subs), out, jobs=2, timeout=4, memory_mb=768, hidden_dir=HIDDEN,
+          progress=False, sandbox="none")
+    _check_hostile(out, UNSANDBOXED)
+
+
+def _outside_tmp() -> Path:
+    """A scratch folder outside /tmp (the sandbox's /tmp is private anyway, so hiding is only
+    really tested on folders elsewhere)."""
+    for base in ("/var/tmp", str(Path.home())):
+        try:
+            return Path(tempfile.mkdtemp(prefix="vitcourse-grading-test-", dir=base))
+        except OSError:
+            continue
+    pytest.skip("no writable folder outside /tmp")
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_sandbox_hides_the_trusted_side(monkeypatch):
+    import shutil
+
+    base = _outside_tmp()
+    try:
+        subs, out, hidden = base / "subs", base / "out", base / "hidden"
+        hidden.mkdir(parents=True)
+        shutil.copy(HIDDEN / "test_00_probe.py", hidden)
+        write_notebook(subs / "mallory.ipynb", [PROBE])
+        write_notebook(subs / "victim.ipynb", ["secret = 42"])
+        (out).mkdir()
+        (out / "gradebook.sqlite").write_bytes(b"")  # exists before the student runs
+        sqlite3.connect(out / "gradebook.sqlite").close()
+        readable = [str(hidden / "test_00_probe.py"), str(out / "gradebook.sqlite"),
+                    str(subs / "victim.ipynb"), str(ROOT / "tests" / "test_grading_e2e.py"),
+                    str(ROOT / ".git" / "HEAD"), str(ROOT / "pyproject.toml"),
+                    str(HIDDEN / "test_00_fake.py")]
+        writable = [str(hidden / "test_00_probe.py"), str(out / "pwned"), str(subs / "pwned"),
+                    str(ROOT / "pwned"), str(ROOT / "vitcourse" / "pwned"), "/pwned",
+                    "/tmp/inside-sandbox-only", "scratch-file"]
+        monkeypatch.setenv("VITCOURSE_PROBE", json.dumps({"read": readable, "write": writable}))
+        monkeypatch.setenv("VITCOURSE_SECRET_TOKEN", "do-not-leak")
+        probe_source = (hidden / "test_00_probe.py").read_bytes()
+        grade("00_probe", _find(subs), out, jobs=1, timeout=20, hidden_dir=hidden,
+              progress=False, sandbox="bwrap", hide_extra=[subs])
+        feedback = _rows(out)["mallory"]["test_probe"][2]
+        assert feedback.startswith("PROBE"), feedback
+        report = json.loads(feedback[len("PROBE"):])
+        for path in readable:
+            assert not report["read"][path].startswith("read"), (path, report["read"][path])
+        for path in writable[:-2]:
+            assert report["write"][path] != "written", (path, report["write"][path])
+        assert report["write"]["scratch-file"] == "written"
+        assert report["write"]["/tmp/inside-sandbox-only"] == "written"
+        assert report["network"] != "connected" and report["interfaces"] == ["lo"]
+        assert "VITCOURSE_SECRET_TOKEN" not in report["env"]
+        assert (hidden / "test_00_probe.py").read_bytes() == probe_source
+        for path in (out / "pwned", subs / "pwned", ROOT / "pwned", ROOT / "vitcourse" / "pwned"):
+            assert not path.exists()
+        assert not Path("/tmp/inside-sandbox-only").exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_grader_killed_mid_batch_resumes_without_loss(tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    n = 14
+    for i in range(n):
+        cells = CORRECT if i % 3 else WRONG["wrong_values"]
+        # each notebook sleeps a little so that the kill lands mid-batch
+        write_notebook(subs / f"s{i:02d}.ipynb", cells + ["import time\ntime.sleep(0.3)"])
+    command = [sys.executable, "-m", "vitcourse.cli", "grade", "--exercise", "00_fake", str(subs),
+               "--out", str(out), "--jobs", "1", "--hidden-dir", str(HIDDEN), "--no-progress"]
+    grader = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if (out / "gradebook.sqlite").exists():
+            try:
+                if len(_submissions(out)) >= 3:
+                    break
+            except sqlite3.Error:
+                pass
+        assert grader.poll() is None, "the grader ended before it could be killed"
+    grader.send_signal(signal.SIGKILL)
+    grader.wait()
+    first = _submissions(out)
+    assert 3 <= len(first) < n
+    rows = _rows(out)
+    for student, (score, status, sha, _) in first.items():  # no partial submission
+        assert set(rows[student]) == ALL_TESTS
+        assert score == sum(p for p, _, _ in rows[student].values())
+    assert set(rows) == set(first)
+
+    summary = grade("00_fake", _find(subs), out, jobs=2, timeout=20, hidden_dir=HIDDEN,
+                    progress=False)
+    assert f"graded {n - len(first)} submission(s)" in summary
+    second = _submissions(out)
+    assert len(second) == n
+    for student, row in first.items():
+        assert second[student] == row  # finished ones were not redone
+    for i in range(n):
+        assert second[f"s{i:02d}"][0] == (MAX_SCORE if i % 3 else _expected(
+            WRONG_FAILS["wrong_values"]))
+
+
+@pytest.mark.slow
+def test_gradescope_bundle_and_run(tmp_path):
+    from vitcourse.cli import main
+
+    bundle = tmp_path / "autograder.zip"
+    assert main(["grade", "--gradescope-bundle", "00_fake", "--hidden-dir", str(HIDDEN),
+                 "--out", str(bundle)]) == 0
+    with zipfile.ZipFile(bundle) as z:
+        names = set(z.namelist())
+        assert {"setup.sh", "run_autograder", "hidden/test_00_fake.py",
+                "vitcourse-src/pyproject.toml", "vitcourse-src/vitcourse/grading/worker.py"} <= names
+        for script in ("setup.sh", "run_autograder"):
+            assert (z.getinfo(script).external_attr >> 16) & 0o111
+        run = z.read("run_autograder").decode()
+        z.extractall(tmp_path / "source")
+    assert "--exercise 00_fake" in run and "/autograder/results/results.json" in run
+    # the run script's grading path, pointed at local folders
+    submission = tmp_path / "submission"
+    write_notebook(submission / "whatever_name.ipynb", CORRECT)
+    results = tmp_path / "results" / "results.json"
+    args = ["grade", "--exercise", "00_fake", "--hidden-dir", str(tmp_path / "source" / "hidden"),
+            "--gradescope-results", str(results), "--no-progress", str(submission)]
+    assert main(args) == 0
+    data = json.loads(results.read_text())
+    assert data["score"] == MAX_SCORE and len(data["tests"]) == len(ALL_TESTS)
+    assert all(t["status"] in ("passed", "failed") for t in data["tests"])
+    (submission / "whatever_name.ipynb").unlink()
+    assert main(args) == 0
+    data = json.loads(results.read_text())
+    assert data["score"] == 0 and "No .ipynb" in data["output"]
+
+
+def test_unreadable_or_missing_hidden_tests_stop_the_grader(tmp_path):
+    from vitcourse.cli import main
+
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / "test_bad.py").write_text("import not_a_module_anywhere\n")
+    write_notebook(tmp_path / "subs" / "a.ipynb", CORRECT)
+    code = main(["grade", "--exercise", "bad", str(tmp_path / "subs"), "--out",
+                 str(tmp_path / "out"), "--hidden-dir", str(tmp_path / "hidden")])
+    assert code != 0
+    assert os.path.exists(tmp_path / "subs" / "a.ipynb")
