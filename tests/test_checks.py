@@ -1,0 +1,127 @@
+"""vitcourse.checks: passes the references, reports stubs and mistakes without raising."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+import vitcourse
+from vitcourse.attention import softmax_attention
+from vitcourse.checks import CHECK_NAMES, check, reference_count_objects, reference_same_object_mask
+from vitcourse.distill import distillation_loss
+from vitcourse.model import Attention, Block
+from vitcourse.posembed import sincos_pos_embed_2d
+
+REFERENCES = {
+    "patchify": vitcourse.patchify,
+    "unpatchify": vitcourse.unpatchify,
+    "min_object_size": vitcourse.min_object_size,
+    "softmax_attention": softmax_attention,
+    "MultiHeadSelfAttention": Attention,
+    "sincos_pos_embed_2d": sincos_pos_embed_2d,
+    "attention_rollout": vitcourse.attention_rollout,
+    "same_object_mask": reference_same_object_mask,
+    "count_objects": reference_count_objects,
+    "mhsa_macs": vitcourse.mhsa_macs,
+    "attention_crossover": vitcourse.attention_crossover,
+    "attention_map_bytes": vitcourse.attention_map_bytes,
+    "checkpointed_qk_bytes": vitcourse.checkpointed_qk_bytes,
+    "Block": Block,
+    "distillation_loss": distillation_loss,
+    "resample_pos_embed": vitcourse.resample_pos_embed,
+}
+
+
+def test_every_check_has_a_reference():
+    assert set(CHECK_NAMES) == set(REFERENCES)
+
+
+@pytest.mark.parametrize("name", CHECK_NAMES)
+def test_reference_passes_fast(name, capsys):
+    start = time.perf_counter()
+    assert check(name, REFERENCES[name]) is True
+    assert time.perf_counter() - start < 5.0  # < 1 s on a free core; CI's cores are shared
+    out = capsys.readouterr().out
+    assert "[FAIL]" not in out and f"{name}: all" in out
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError("replace this line with your code")
+
+
+class _StubModule(torch.nn.Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("name", CHECK_NAMES)
+def test_stub_is_reported_not_raised(name, capsys):
+    obj = _StubModule if name[0].isupper() else _stub
+    assert check(name, obj) is False
+    assert f"{name} is not implemented yet: replace the `raise NotImplementedError`" in capsys.readouterr().out
+
+
+def test_wrong_values_say_expected_and_got(capsys):
+    def transposed(images, patch_size):
+        return vitcourse.patchify(images.transpose(-1, -2), patch_size)
+
+    assert check("patchify", transposed) is False
+    out = capsys.readouterr().out
+    assert "[FAIL]" in out and "first at index" in out and "expected" in out and "got" in out
+
+
+def test_wrong_shape_dtype_and_type_are_named(capsys):
+    assert check("patchify", lambda images, p: images) is False
+    assert "expected shape" in capsys.readouterr().out
+    assert check("patchify", lambda images, p: vitcourse.patchify(images, p).double()) is False
+    assert "expected dtype torch.float32, got torch.float64" in capsys.readouterr().out
+    assert check("mhsa_macs", lambda length, dim: float(vitcourse.mhsa_macs(length, dim))) is False
+    assert "expected an int" in capsys.readouterr().out
+
+
+def test_student_exception_and_missing_error_are_reported(capsys):
+    def crashes(images, patch_size):
+        return images[100]
+
+    assert check("patchify", crashes) is False
+    assert "raised IndexError" in capsys.readouterr().out
+
+    def never_raises(images, patch_size):
+        return vitcourse.patchify(images[..., : images.shape[-2] // patch_size * patch_size, :], patch_size)
+
+    assert check("patchify", never_raises) is False
+    assert "expected ValueError" in capsys.readouterr().out
+
+
+def test_wrong_module_parameters_are_listed(capsys):
+    class Renamed(torch.nn.Module):
+        def __init__(self, dim, num_heads, qkv_bias=True):
+            super().__init__()
+            self.to_qkv = torch.nn.Linear(dim, 3 * dim, bias=qkv_bias)
+            self.proj = torch.nn.Linear(dim, dim)
+
+    assert check("MultiHeadSelfAttention", Renamed) is False
+    out = capsys.readouterr().out
+    assert "missing ['qkv.bias', 'qkv.weight']" in out and "unexpected" in out
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match="valid names: patchify, unpatchify"):
+        check("patchifyy", vitcourse.patchify)
+
+
+def test_not_callable_is_reported(capsys):
+    assert check("patchify", 42) is False
+    assert "expected a function or class" in capsys.readouterr().out
+
+
+def test_reference_count_objects_and_mask_on_a_worked_example():
+    ids = torch.tensor([[1, 0, 2, 0, 1, 2, 2], [0, 0, 0, 0, 0, 0, 0]])
+    assert reference_count_objects(ids).tolist() == [2, 0]
+    mask = reference_same_object_mask(ids)
+    assert mask[0, 0, 4] and mask[0, 2, 6] and not mask[0, 0, 2] and not mask[0, 1, 3] and not mask[1].any()
+    with pytest.raises(ValueError, match="int64"):
+        reference_count_objects(ids.float())

@@ -1,0 +1,438 @@
+"""The exercises and their hidden tests, graded end to end.
+
+- every solution notebook scores full marks on its hidden tests, on several grader seeds;
+- every generated exercise notebook scores zero, each test failing cleanly (no "error" status);
+- correct submissions written in other styles (einops, unfold, loops, float64 inside) score
+  full marks, and typical wrong ones (column-major patches, (p, p, C) flattening, tau ignored,
+  rollout multiplied in the wrong order...) lose points;
+- one exercise goes through the real sandboxed grader (`vitcourse grade`), solution and stub.
+
+The fast tests use the grader's direct mode (the code runs in this process through the same
+data-only channel); the sandboxed one is marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from vitcourse.grading.direct import in_process_student, notebook_namespace
+from vitcourse.grading.runner import load_hidden_tests, run_test
+
+ROOT = Path(__file__).resolve().parents[1]
+HIDDEN = ROOT / "tests" / "hidden"
+EXERCISES = sorted(p.stem for p in (ROOT / "solutions").glob("*.ipynb"))
+SEEDS = (0, 1, 2)
+
+
+def grade_namespace(exercise: str, namespace: dict, seed: int):
+    """``(score, max_score, results)`` of the hidden tests against an in-process namespace."""
+    tests = load_hidden_tests(HIDDEN, exercise)
+    student = in_process_student(namespace)
+    results = [run_test(test, student, None, seed) for test in tests]
+    return sum(r.points for r in results), sum(r.max_points for r in results), results
+
+
+def grade_source(exercise: str, source: str, seed: int = 0):
+    namespace: dict = {}
+    exec(compile(textwrap.dedent(source), f"<submission for {exercise}>", "exec"), namespace)
+    return grade_namespace(exercise, namespace, seed)
+
+
+def _report(results) -> str:
+    return "\n".join(f"{r.name}: {r.status} {r.points}/{r.max_points} {r.feedback} {r.detail}" for r in results)
+
+
+def test_every_exercise_has_hidden_tests():
+    assert len(EXERCISES) == 12
+    for exercise in EXERCISES:
+        assert (HIDDEN / f"test_{exercise}.py").is_file(), exercise
+        assert (ROOT / "exercises" / f"{exercise}.ipynb").is_file(), exercise
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_solution_scores_full_marks(exercise):
+    namespace = notebook_namespace(ROOT / "solutions" / f"{exercise}.ipynb", f"_graded_solution_{exercise}")
+    for seed in SEEDS:
+        score, max_score, results = grade_namespace(exercise, namespace, seed)
+        assert score == max_score > 0, f"seed {seed}:\n{_report(results)}"
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_exercise_scores_zero_without_errors(exercise):
+    namespace = notebook_namespace(ROOT / "exercises" / f"{exercise}.ipynb", f"_graded_exercise_{exercise}")
+    score, max_score, results = grade_namespace(exercise, namespace, 0)
+    assert score == 0 and max_score > 0, _report(results)
+    assert all(r.status == "failed" for r in results), _report(results)
+    assert all("NotImplementedError" in r.feedback for r in results), _report(results)
+
+
+# ---- correct submissions in other styles: full marks ---------------------------------------
+
+CORRECT = {
+    "01_patches/einops": """
+        from einops import rearrange
+
+        def patchify(images, patch_size):
+            h, w = images.shape[-2:]
+            if h % patch_size or w % patch_size:
+                raise ValueError("size must be a multiple of the patch size")
+            return rearrange(images, "b c (r p) (s q) -> b (r s) (c p q)", p=patch_size, q=patch_size)
+
+        def unpatchify(patches, patch_size, image_size):
+            h, w = image_size
+            return rearrange(patches, "b (r s) (c p q) -> b c (r p) (s q)",
+                             r=h // patch_size, p=patch_size, q=patch_size)
+    """,
+    "01_patches/unfold_fold": """
+        import torch.nn.functional as F
+
+        def patchify(images, patch_size):
+            if images.shape[-2] % patch_size or images.shape[-1] % patch_size:
+                raise ValueError(f"bad size {tuple(images.shape)}")
+            return F.unfold(images, kernel_size=patch_size, stride=patch_size).transpose(1, 2)
+
+        def unpatchify(patches, patch_size, image_size):
+            return F.fold(patches.transpose(1, 2), output_size=tuple(image_size),
+                          kernel_size=patch_size, stride=patch_size)
+    """,
+    "01_patches/loops": """
+        import torch
+
+        def patchify(images, patch_size):
+            b, c, h, w = images.shape
+            p = patch_size
+            if h % p != 0 or w % p != 0:
+                raise ValueError("H and W must be multiples of p")
+            rows = []
+            for i in range(h // p):
+                for j in range(w // p):
+                    rows.append(images[:, :, i * p:(i + 1) * p, j * p:(j + 1) * p].reshape(b, -1))
+            return torch.stack(rows, dim=1)
+
+        def unpatchify(patches, patch_size, image_size):
+            b, n, _ = patches.shape
+            p = patch_size
+            h, w = image_size
+            out = patches.new_zeros(b, patches.shape[2] // (p * p), h, w)
+            k = 0
+            for i in range(h // p):
+                for j in range(w // p):
+                    out[:, :, i * p:(i + 1) * p, j * p:(j + 1) * p] = patches[:, k].reshape(b, -1, p, p)
+                    k += 1
+            return out
+    """,
+    "03_attention/float64_inside": """
+        import math
+        import torch
+
+        def softmax_attention(q, k, v, tau=None):
+            if q.shape[-1] != k.shape[-1]:
+                raise ValueError("widths differ")
+            if tau is None:
+                tau = math.sqrt(q.shape[-1])
+            if tau <= 0:
+                raise ValueError("tau must be positive")
+            scores = torch.einsum("...nd,...md->...nm", q.double(), k.double()) / tau
+            weights = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+            return (weights @ v.double()).to(q.dtype), weights.to(q.dtype)
+    """,
+    "04_mhsa/einops_sdpa": """
+        import torch
+        import torch.nn.functional as F
+        from einops import rearrange
+        from torch import nn
+
+        class MultiHeadSelfAttention(nn.Module):
+            def __init__(self, dim, num_heads, qkv_bias=True):
+                super().__init__()
+                if dim % num_heads != 0:
+                    raise ValueError("dim must be divisible by num_heads")
+                self.h = num_heads
+                self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+                self.proj = nn.Linear(dim, dim)
+
+            def forward(self, x):
+                q, k, v = rearrange(self.qkv(x), "b n (t h d) -> t b h n d", t=3, h=self.h)
+                out = F.scaled_dot_product_attention(q, k, v)
+                return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+    """,
+    "06_rollout/loops_float64": """
+        import torch
+
+        def attention_rollout(attentions, residual_weight=0.5):
+            if not attentions:
+                raise ValueError("no layers")
+            if residual_weight < 0 or residual_weight >= 1:
+                raise ValueError("residual_weight must be in [0, 1)")
+            dtype = attentions[0].dtype
+            result = None
+            for a in attentions:
+                a = a.double().mean(dim=1)
+                a = (1 - residual_weight) * a + residual_weight * torch.eye(a.shape[-1], dtype=torch.float64)
+                a = a / a.sum(dim=-1, keepdim=True)
+                result = a if result is None else torch.bmm(a, result)
+            return result.to(dtype)
+    """,
+    "07_long_range/unique": """
+        import torch
+
+        def _validate(ids):
+            if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.dtype != torch.long or (ids < 0).any():
+                raise ValueError("ids must be a (B, N) int64 tensor of non-negative ids")
+
+        def same_object_mask(ids):
+            _validate(ids)
+            b, n = ids.shape
+            mask = torch.zeros(b, n, n, dtype=torch.bool)
+            for i in range(n):
+                mask[:, i, :] = (ids == ids[:, i:i + 1]) & (ids[:, i:i + 1] > 0)
+            return mask
+
+        def count_objects(ids):
+            _validate(ids)
+            return torch.tensor([int((row.unique() > 0).sum()) for row in ids])
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRECT))
+def test_correct_submissions_in_other_styles_score_full_marks(name):
+    exercise = name.split("/")[0]
+    for seed in SEEDS:
+        score, max_score, results = grade_source(exercise, CORRECT[name], seed)
+        assert score == max_score, f"{name}, seed {seed}:\n{_report(results)}"
+
+
+# ---- wrong submissions: must lose points ----------------------------------------------------
+
+WRONG = {
+    # patches taken column by column over the grid
+    "01_patches/column_major": (
+        """
+        def patchify(images, patch_size):
+            b, c, h, w = images.shape
+            p = patch_size
+            if h % p or w % p:
+                raise ValueError("bad size")
+            grid = images.reshape(b, c, h // p, p, w // p, p).permute(0, 4, 2, 1, 3, 5)
+            return grid.reshape(b, -1, c * p * p)
+        """,
+        {"test_patchify_random_batch", "test_patchify_matches_convolution"},
+    ),
+    # each patch flattened (p, p, C) instead of (C, p, p)
+    "01_patches/channels_last": (
+        """
+        def patchify(images, patch_size):
+            b, c, h, w = images.shape
+            p = patch_size
+            if h % p or w % p:
+                raise ValueError("bad size")
+            grid = images.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+            return grid.reshape(b, -1, c * p * p)
+        """,
+        {"test_patchify_random_batch", "test_patchify_matches_convolution", "test_patchify_single_patch"},
+    ),
+    # forgets the ValueError (silently crops)
+    "01_patches/no_error": (
+        """
+        from vitcourse.patches import patchify as _reference
+
+        def patchify(images, patch_size):
+            h, w = images.shape[-2:]
+            return _reference(images[..., : h - h % patch_size, : w - w % patch_size], patch_size)
+        """,
+        {"test_patchify_rejects_bad_height", "test_patchify_rejects_bad_width"},
+    ),
+    # tau ignored: always sqrt(d)
+    "03_attention/tau_ignored": (
+        """
+        import math
+        import torch
+
+        def softmax_attention(q, k, v, tau=None):
+            if q.shape[-1] != k.shape[-1] or (tau is not None and tau <= 0):
+                raise ValueError("bad input")
+            weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+            return weights @ v, weights
+        """,
+        {"test_given_tau", "test_keeps_float64"},
+    ),
+    # softmax over the wrong axis
+    "03_attention/softmax_over_queries": (
+        """
+        import math
+        import torch
+
+        def softmax_attention(q, k, v, tau=None):
+            tau = math.sqrt(q.shape[-1]) if tau is None else tau
+            if q.shape[-1] != k.shape[-1] or tau <= 0:
+                raise ValueError("bad input")
+            weights = torch.softmax(q @ k.transpose(-2, -1) / tau, dim=-2)
+            return weights @ v, weights
+        """,
+        {"test_default_tau_random_shapes", "test_given_tau"},
+    ),
+    # heads interleaved: qkv split as (heads, 3, d) instead of (3, heads, d)
+    "04_mhsa/heads_interleaved": (
+        """
+        import torch
+        from torch import nn
+
+        class MultiHeadSelfAttention(nn.Module):
+            def __init__(self, dim, num_heads, qkv_bias=True):
+                super().__init__()
+                if dim % num_heads:
+                    raise ValueError("indivisible")
+                self.h, self.d = num_heads, dim // num_heads
+                self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+                self.proj = nn.Linear(dim, dim)
+
+            def forward(self, x):
+                b, n, dim = x.shape
+                q, k, v = self.qkv(x).reshape(b, n, self.h, 3, self.d).permute(3, 0, 2, 1, 4)
+                w = torch.softmax(q @ k.transpose(-2, -1) / self.d**0.5, dim=-1)
+                return self.proj((w @ v).transpose(1, 2).reshape(b, n, dim))
+        """,
+        {"test_forward_random_sizes", "test_forward_one_token_batch_of_one", "test_without_qkv_bias"},
+    ),
+    # rollout multiplied in the wrong order (first layer on the left)
+    "06_rollout/wrong_order": (
+        """
+        import torch
+
+        def attention_rollout(attentions, residual_weight=0.5):
+            if not attentions or not 0 <= residual_weight < 1:
+                raise ValueError("bad input")
+            result = None
+            for a in attentions:
+                a = (1 - residual_weight) * a.mean(1) + residual_weight * torch.eye(a.shape[-1], dtype=a.dtype)
+                a = a / a.sum(-1, keepdim=True)
+                result = a if result is None else result @ a
+            return result
+        """,
+        {"test_random_layers_default_weight", "test_plain_product", "test_random_residual_weight", "test_keeps_float64"},
+    ),
+    # counts tokens of objects instead of objects
+    "07_long_range/counts_tokens": (
+        """
+        import torch
+        from vitcourse.checks import reference_same_object_mask as same_object_mask
+
+        def count_objects(ids):
+            same_object_mask(ids)  # validation
+            return (ids != 0).sum(dim=1)
+        """,
+        {"test_count_random_ids", "test_count_split_halves"},
+    ),
+    # Post-LN written as Pre-LN whatever norm_first says
+    "10_blocks/always_pre_ln": (
+        """
+        from torch import nn
+        from vitcourse.model import Attention, Mlp
+
+        class Block(nn.Module):
+            def __init__(self, dim, num_heads, mlp_ratio=4.0, norm_first=True):
+                super().__init__()
+                self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+                self.attn = Attention(dim, num_heads)
+                self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+                self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+            def forward(self, x):
+                x = x + self.attn(self.norm1(x))
+                return x + self.mlp(self.norm2(x))
+        """,
+        {"test_post_ln_forward", "test_layernorm_eps"},
+    ),
+    # soft loss with batchmean instead of DeiT's sum / numel
+    "11_distillation/batchmean": (
+        """
+        import torch.nn.functional as F
+
+        def distillation_loss(cls_logits, dist_logits, teacher_logits, labels, kind="hard", alpha=0.5, tau=1.0):
+            if kind not in ("none", "soft", "hard"):
+                raise ValueError(kind)
+            base = F.cross_entropy(cls_logits, labels)
+            if kind == "none":
+                return base
+            if kind == "soft":
+                d = F.kl_div(F.log_softmax(dist_logits / tau, 1), F.log_softmax(teacher_logits / tau, 1),
+                             reduction="batchmean", log_target=True) * tau * tau
+            else:
+                d = F.cross_entropy(dist_logits, teacher_logits.argmax(1))
+            return (1 - alpha) * base + alpha * d
+        """,
+        {"test_soft_with_temperature", "test_batch_of_one_float64"},
+    ),
+    # antialias ignored
+    "12_resolution/no_antialias": (
+        """
+        import math
+        import torch
+        import torch.nn.functional as F
+
+        def resample_pos_embed(pos_embed, new_grid, old_grid=None, num_prefix_tokens=1, mode="bicubic", antialias=True):
+            n = pos_embed.shape[1] - num_prefix_tokens
+            if old_grid is None:
+                s = math.isqrt(n)
+                if s * s != n:
+                    raise ValueError("not square")
+                old_grid = (s, s)
+            if tuple(old_grid) == tuple(new_grid):
+                return pos_embed
+            prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+            d = grid.shape[-1]
+            image = grid.float().reshape(1, *old_grid, d).permute(0, 3, 1, 2)
+            image = F.interpolate(image, size=tuple(new_grid), mode=mode)
+            grid = image.permute(0, 2, 3, 1).reshape(1, -1, d).to(pos_embed.dtype)
+            return torch.cat([prefix, grid], dim=1)
+        """,
+        {"test_downsample_antialias"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG))
+def test_wrong_submissions_lose_points(name):
+    exercise = name.split("/")[0]
+    source, must_fail = WRONG[name]
+    for seed in SEEDS:
+        score, max_score, results = grade_source(exercise, source, seed)
+        failed = {r.name for r in results if r.status != "passed"}
+        assert must_fail <= failed, f"{name}, seed {seed}: expected {sorted(must_fail)} to fail:\n{_report(results)}"
+        assert not any(r.status == "error" for r in results), _report(results)
+        assert score < max_score
+
+
+# ---- the real grader, sandboxed --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sandboxed_grader_scores_solution_and_stub(tmp_path):
+    """`vitcourse grade` on the solution and the generated exercise of 01_patches."""
+    from vitcourse.grading.command import grade
+    from vitcourse.grading.gradebook import Gradebook
+
+    exercise = "01_patches"
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    for who, folder in (("solution", "solutions"), ("stub", "exercises")):
+        (submissions / f"{who}.ipynb").write_bytes((ROOT / folder / f"{exercise}.ipynb").read_bytes())
+    out = tmp_path / "out"
+    grade(exercise, [("solution", submissions / "solution.ipynb"), ("stub", submissions / "stub.ipynb")],
+          out, jobs=1, hidden_dir=HIDDEN, seed=7, progress=False)
+    book = Gradebook(out / "gradebook.sqlite")
+    try:
+        solution = book.results_json("solution", exercise)
+        stub = book.results_json("stub", exercise)
+    finally:
+        book.close()
+    max_score = sum(t["max_score"] for t in solution["tests"])
+    assert solution["score"] == max_score > 0, json.dumps(solution, indent=1)
+    assert stub["score"] == 0, json.dumps(stub, indent=1)
+    assert all(t["status"] == "failed" for t in stub["tests"]), json.dumps(stub, indent=1)
