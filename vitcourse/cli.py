@@ -35,6 +35,9 @@ def _build_parser() -> argparse.ArgumentParser:
     model.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
     model.add_argument("--compile", action="store_true", help="also time torch.compile (CUDA)")
     model.add_argument("--checkpointing", action="store_true", help="also measure gradient checkpointing")
+    model.add_argument(
+        "--min-time", dest="min_time", type=float, default=0.25, help="seconds per measurement (default 0.25)"
+    )
     train = benches.add_parser("train", help="train the course-scale ViT and CNN on digits")
     train.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     train.add_argument("--seed", type=int, default=0)
