@@ -121,3 +121,52 @@ def min_object_size(patch_size: int, noise_std: float, contrast: float, z: float
     c = _positive_number(contrast, "contrast")
     z = _positive_number(z, "z")
     return math.sqrt(z * sigma * p / c)
+
+
+# ---- measured memory: what autograd keeps for the backward pass ----------------------------
+
+
+class SavedTensorMeter:
+    """Count the bytes of the tensors autograd saves for backward while the block runs.
+
+    ``with SavedTensorMeter(exclude=model.parameters()) as meter: loss = model(x).sum()``
+    then ``meter.total_bytes``. Each tensor saved for backward is traced to its storage, and
+    each storage is counted once (``q``, ``k`` and ``v`` are views of one ``qkv`` output, and
+    one tensor is often saved by several operations); storages of ``exclude`` (the
+    parameters, which live in memory whether or not we train) are not counted. This is the
+    activation memory a training step holds between forward and backward; the temporaries
+    that live only inside one operation are not part of it.
+    """
+
+    def __init__(self, exclude=()):
+        if isinstance(exclude, torch.Tensor):
+            exclude = [exclude]
+        self._excluded = {tensor.untyped_storage().data_ptr() for tensor in exclude}
+        self._storages: dict[int, int] = {}
+        self._hooks = None
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        pointer = storage.data_ptr()
+        if pointer not in self._excluded:
+            self._storages[pointer] = storage.nbytes()
+        return tensor  # keep the tensor itself: measuring must not change what is saved
+
+    def __enter__(self) -> "SavedTensorMeter":
+        self._storages.clear()
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+        self._hooks = None
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of the distinct storages saved for backward inside the ``with`` block."""
+        return sum(self._storages.values())
+
+    @property
+    def num_storages(self) -> int:
+        return len(self._storages)
