@@ -1,0 +1,283 @@
+"""vitcourse.data: digits, augmentation, batches, photos, synthetic tasks, CIFAR-10 on disk."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from vitcourse import data as D
+
+
+# ---- digits -------------------------------------------------------------------------------------
+
+
+def test_digits_split_is_fixed_stratified_and_disjoint():
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    train, test = D.load_digits(normalize=False)
+    assert len(train) + len(test) == len(raw.target) == 1797
+    assert train.shape == (1, 8, 8) and train.images.dtype == torch.float32
+    # stratified: every class keeps (about) the same share in test as overall
+    overall = np.bincount(raw.target) / len(raw.target)
+    in_test = np.bincount(test.labels.numpy(), minlength=10) / len(test)
+    assert np.abs(overall - in_test).max() < 0.01
+    # unnormalised pixels are the raw ones / 16, and each raw image appears exactly once
+    flat = {tuple(img.ravel()) for img in raw.images / 16.0}
+    ours = [tuple(x.ravel()) for x in torch.cat([train.images, test.images]).double().numpy()]
+    assert set(ours) <= flat
+    # fixed: a second call gives the same split
+    train2, test2 = D.load_digits(normalize=False)
+    assert torch.equal(train.images, train2.images) and torch.equal(test.labels, test2.labels)
+
+
+def test_digits_normalisation_and_upscale():
+    train, test = D.load_digits(upscale=2)
+    assert train.shape == (1, 16, 16)
+    assert abs(train.images.mean().item()) < 1e-4 and abs(train.images.std().item() - 1) < 1e-3
+    mean, std = train.info["normalize"]
+    raw_train, _ = D.load_digits(normalize=False)
+    # upscaling is nearest-neighbour: 2 x 2 blocks of the same pixel
+    up = raw_train.images.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    torch.testing.assert_close(train.images * std + mean, up, atol=1e-5, rtol=0)
+    assert train.fill == pytest.approx(-mean / std)
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, -1])
+def test_digits_bad_upscale(bad):
+    with pytest.raises(ValueError, match="upscale"):
+        D.load_digits(upscale=bad)
+
+
+def test_subset_is_stratified():
+    train, _ = D.load_digits()
+    small = train.subset(fraction=0.2, seed=3)
+    counts = torch.bincount(small.labels, minlength=10)
+    full = torch.bincount(train.labels, minlength=10)
+    assert ((counts - 0.2 * full).abs() <= 1).all()
+    with pytest.raises(ValueError, match="fraction"):
+        train.subset(fraction=1.5)
+
+
+# ---- augmentation -----------------------------------------------------------------------------------
+
+
+def _reference_shift(x, dy, dx, fill):
+    """Per-image loop: content moved by (dy, dx), new pixels = fill."""
+    out = torch.full_like(x, fill)
+    _, _, h, w = x.shape
+    for b in range(x.shape[0]):
+        for i in range(h):
+            for j in range(w):
+                si, sj = i - int(dy[b]), j - int(dx[b])
+                if 0 <= si < h and 0 <= sj < w:
+                    out[b, :, i, j] = x[b, :, si, sj]
+    return out
+
+
+def test_shift_matches_a_per_pixel_loop():
+    x = torch.randn(6, 2, 5, 7)
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    out = D.augment_batch(x, g1, shift=2, fill=-0.5)
+    offsets = torch.randint(-2, 3, (6, 2), generator=g2)
+    expected = _reference_shift(x, offsets[:, 0], offsets[:, 1], -0.5)
+    assert torch.equal(out, expected)
+
+
+def test_affine_augmentation_keeps_shape_and_background():
+    x = torch.full((4, 1, 8, 8), -0.8)
+    g = torch.Generator().manual_seed(0)
+    out = D.augment_batch(x, g, shift=1, rotate=15, scale=0.1, fill=-0.8)
+    assert out.shape == x.shape
+    # a constant background image stays constant (the fill comes in from outside)
+    torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="scale"):
+        D.augment_batch(x, g, scale=1.5)
+
+
+# ---- batches ----------------------------------------------------------------------------------------
+
+
+def test_batches_cover_each_image_once_per_epoch():
+    images = torch.arange(10.0).view(10, 1, 1, 1)
+    data = D.ImageData(images, torch.arange(10) % 3, 3)
+    batches = D.Batches(data, batch_size=4, seed=1)
+    assert len(batches) == 3
+    seen = torch.cat([x.flatten() for x, _ in batches])
+    assert sorted(seen.tolist()) == list(range(10))
+    second = torch.cat([x.flatten() for x, _ in batches])
+    assert not torch.equal(seen, second)  # reshuffled
+
+
+def test_batches_shards_partition_the_epoch():
+    images = torch.arange(10.0).view(10, 1, 1, 1)
+    data = D.ImageData(images, torch.zeros(10, dtype=torch.long), 1)
+    shards = [D.Batches(data, batch_size=2, seed=5, rank=r, world_size=2) for r in range(2)]
+    parts = [torch.cat([x.flatten() for x, _ in b]) for b in shards]
+    assert len(parts[0]) == len(parts[1]) == 5
+    assert sorted(torch.cat(parts).tolist()) == list(range(10))
+    # padding to equal shards when the size is not divisible (as DistributedSampler does)
+    odd = D.ImageData(images[:9], torch.zeros(9, dtype=torch.long), 1)
+    shards = [D.Batches(odd, batch_size=5, seed=5, rank=r, world_size=2) for r in range(2)]
+    parts = [torch.cat([x.flatten() for x, _ in b]) for b in shards]
+    assert len(parts[0]) == len(parts[1]) == 5 and set(torch.cat(parts).tolist()) == set(range(9))
+
+
+def test_batches_errors():
+    with pytest.raises(ValueError, match="empty"):
+        D.Batches(D.ImageData(torch.zeros(0, 1, 2, 2), torch.zeros(0, dtype=torch.long), 2))
+    data = D.ImageData(torch.zeros(3, 1, 2, 2), torch.zeros(3, dtype=torch.long), 2)
+    with pytest.raises(ValueError, match="batch_size"):
+        D.Batches(data, batch_size=0)
+    with pytest.raises(ValueError, match="augment"):
+        D.Batches(data, augment={"flip": True})
+    with pytest.raises(ValueError, match="differ in length"):
+        D.ImageData(torch.zeros(3, 1, 2, 2), torch.zeros(2, dtype=torch.long), 2)
+
+
+# ---- photos -----------------------------------------------------------------------------------------
+
+
+def test_photos_load_and_resize():
+    import skimage.data
+
+    cat = D.load_photo("chelsea")
+    raw = skimage.data.chelsea()
+    assert cat.shape == (3, raw.shape[0], raw.shape[1])
+    assert torch.allclose(cat[:, 10, 20] * 255, torch.tensor(raw[10, 20], dtype=torch.float32))
+    small = D.center_crop_resize(cat, 224)
+    assert small.shape == (3, 224, 224) and 0 <= small.min() and small.max() <= 1
+    # no resize needed: the crop is exact
+    side = min(raw.shape[:2])
+    crop = D.center_crop_resize(cat, side)
+    left = (raw.shape[1] - side) // 2
+    assert torch.equal(crop, cat[:, :, left : left + side])
+    photos = D.load_photos(64)
+    assert set(photos) == set(D.PHOTO_NAMES) and all(p.shape == (3, 64, 64) for p in photos.values())
+    with pytest.raises(ValueError, match="unknown photo"):
+        D.load_photo("moon")
+
+
+# ---- synthetic tasks ----------------------------------------------------------------------------------
+
+
+def _cells(image, p):
+    """(g, g) mean of each patch cell."""
+    g = image.shape[-1] // p
+    return image.reshape(g, p, g, p).mean(axis=(1, 3))
+
+
+def test_two_halves_counting_label_is_number_of_far_apart_pairs():
+    data = D.two_halves_counting(200, seed=1, noise=0.0)
+    again = D.two_halves_counting(200, seed=1, noise=0.0)
+    assert torch.equal(data.images, again.images)  # seeded
+    assert data.images.shape == (200, 1, 16, 16) and data.num_classes == 4
+    for image, label in zip(data.images.numpy(), data.labels.tolist()):
+        cells = _cells(image[0], 4)
+        values, counts = np.unique(np.round(cells[cells > 0], 5), return_counts=True)
+        assert int((counts == 2).sum()) == label  # pairs of equal identifiers
+        assert len(counts) == 0 or counts.max() <= 2
+        for v in values[counts == 2]:
+            (r1, c1), (r2, c2) = np.argwhere(np.isclose(cells, v, atol=1e-4))
+            assert max(abs(r1 - r2), abs(c1 - c2)) >= 2  # the halves lie far apart
+    # a local count of painted cells does not determine the label (distractors)
+    painted = (data.images.reshape(200, -1) > 0.01).sum(1) // 16
+    assert any(len(set(data.labels[painted == k].tolist())) > 1 for k in painted.unique())
+
+
+def test_two_patch_occlusion_label_needs_both_patches():
+    data = D.two_patch_occlusion(400, seed=2, noise=0.0, clutter=0)
+    assert data.images.shape == (400, 1, 16, 16) and set(data.labels.tolist()) == {0, 1}
+    vertical = torch.tensor(D._stripes(4, True))
+    for image, label in zip(data.images[:50], data.labels[:50]):
+        cells = image[0].reshape(4, 4, 4, 4).permute(0, 2, 1, 3).reshape(16, 4, 4)
+        marked = [c for c in cells if c.abs().sum() > 0]
+        assert len(marked) == 2
+        bits = [int(torch.equal(c, vertical)) for c in marked]
+        assert label.item() == bits[0] ^ bits[1]
+    # each single bit alone is uninformative: P(label=1 | first patch vertical) ~ 1/2
+    assert 0.35 < data.labels.float().mean().item() < 0.65
+
+
+def test_diagonal_2x2_content_is_the_same_for_both_classes():
+    data = D.diagonal_2x2(300, seed=0, noise=0.0)
+    assert data.images.shape == (300, 1, 8, 8)
+    cells = data.images[:, 0].reshape(300, 2, 4, 2, 4).mean(dim=(2, 4)).reshape(300, 4)
+    bright = cells > 0
+    assert (bright.sum(1) == 2).all()  # two bright, two dark tokens in every image
+    diag = bright[:, 0] & bright[:, 3]
+    anti = bright[:, 1] & bright[:, 2]
+    assert torch.equal(diag, data.labels == 0) and torch.equal(anti, data.labels == 1)
+    # the sorted multiset of token intensities has the same distribution in both classes
+    s0 = cells[data.labels == 0].sort(1).values.mean(0)
+    s1 = cells[data.labels == 1].sort(1).values.mean(0)
+    torch.testing.assert_close(s0, s1, atol=0.05, rtol=0)
+
+
+def test_synthetic_task_errors():
+    with pytest.raises(ValueError, match="image_size"):
+        D.two_halves_counting(10, image_size=15)
+    with pytest.raises(ValueError, match="n must"):
+        D.diagonal_2x2(0)
+
+
+# ---- CIFAR-10 -----------------------------------------------------------------------------------------
+
+
+def _write_fake_cifar(root, per_batch=4, test=6):
+    """Tiny files in CIFAR-10's real python format (pickled dicts, uint8 rows in C, H, W order)."""
+    folder = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(folder)
+    rng = np.random.default_rng(0)
+    written = {}
+    for name, n in [*[(f"data_batch_{i}", per_batch) for i in range(1, 6)], ("test_batch", test)]:
+        entry = {
+            b"batch_label": name.encode(),
+            b"labels": rng.integers(0, 10, n).tolist(),
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"filenames": [f"img{i}.png".encode() for i in range(n)],
+        }
+        written[name] = entry
+        with open(os.path.join(folder, name), "wb") as f:
+            pickle.dump(entry, f)
+    with open(os.path.join(folder, "batches.meta"), "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in D.CIFAR10_CLASSES], b"num_vis": 3072}, f)
+    return written
+
+
+def test_cifar10_reads_the_real_on_disk_format(tmp_path):
+    written = _write_fake_cifar(str(tmp_path))
+    train, test = D.load_cifar10(str(tmp_path), normalize=False)
+    assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (6, 3, 32, 32)
+    assert train.classes == list(D.CIFAR10_CLASSES)
+    first = written["data_batch_1"]
+    # row layout: 1024 red, 1024 green, 1024 blue values, each row-major over 32 x 32
+    pixel = (2, 5, 7)  # channel, row, column
+    expected = first[b"data"][0][pixel[0] * 1024 + pixel[1] * 32 + pixel[2]] / 255.0
+    assert train.images[0][pixel].item() == pytest.approx(expected)
+    assert train.labels[:4].tolist() == first[b"labels"]
+    assert test.labels.tolist() == written["test_batch"][b"labels"]
+    normed, _ = D.load_cifar10(str(tmp_path))
+    mean = torch.tensor(D.CIFAR10_MEAN).view(3, 1, 1)
+    std = torch.tensor(D.CIFAR10_STD).view(3, 1, 1)
+    torch.testing.assert_close(normed.images, (train.images - mean) / std)
+
+
+def test_cifar10_missing_without_download_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        D.load_cifar10(str(tmp_path))
+
+
+def test_cifar10_failed_download_is_a_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets.cifar as cifar
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(cifar, "download_and_extract_archive", offline)
+    with pytest.raises(RuntimeError, match="could not download CIFAR-10"):
+        D.load_cifar10(str(tmp_path), download=True)
