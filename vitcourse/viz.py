@@ -103,3 +103,71 @@ def plot_similarity_grid(similarity, grid, titles=None, ncols: int = 4, suptitle
     if suptitle:
         fig.suptitle(suptitle)
     return fig
+
+
+# ---- chapter 2: diagrams of detection and hierarchical ViTs ---------------------------------
+
+
+def set_prediction_diagram(cost, rows, cols, row_labels, col_labels, ax=None):
+    """Draw a matching cost matrix ``(P, T)`` and the chosen pairs (DETR's Hungarian matching).
+
+    Args:
+        cost: ``(P, T)`` array, predictions by targets.
+        rows, cols: the matched index pairs (as returned by ``linear_sum_assignment``).
+        row_labels, col_labels: names of the predictions and of the targets.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cost = np.asarray(cost, dtype=float)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3.5))
+    image = ax.imshow(cost, cmap="magma_r")
+    for r, c in zip(rows, cols):
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="cyan", lw=2.5))
+    for (r, c), value in np.ndenumerate(cost):
+        ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                color="white" if value > cost.mean() else "black")
+    ax.set_xticks(range(cost.shape[1]), col_labels, fontsize=8)
+    ax.set_yticks(range(cost.shape[0]), row_labels, fontsize=8)
+    ax.set_xlabel("ground-truth objects")
+    ax.set_ylabel("predicted slots")
+    ax.figure.colorbar(image, ax=ax, shrink=0.8, label="matching cost")
+    return ax
+
+
+def hierarchy_diagram(grid: int = 8, window: int = 4, stages: int = 3, ax=None):
+    """Draw a Swin-style hierarchy: token grids halved per stage, local attention windows outlined.
+
+    Stage s has a ``grid / 2**s`` square grid of tokens; attention is computed inside each
+    ``window x window`` block (red), and patch merging joins 2 x 2 neighbours between stages.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.2))
+    x0 = 0.0
+    side = 3.0
+    for s in range(stages):
+        n = grid // 2**s
+        cell = side / n
+        for i in range(n + 1):
+            ax.plot([x0, x0 + side], [i * cell, i * cell], color="0.6", lw=0.6)
+            ax.plot([x0 + i * cell, x0 + i * cell], [0, side], color="0.6", lw=0.6)
+        w = min(window, n)
+        for a in range(0, n, w):
+            for b in range(0, n, w):
+                ax.add_patch(plt.Rectangle((x0 + a * cell, b * cell), w * cell, w * cell,
+                                           fill=False, ec="tab:red", lw=2))
+        ax.text(x0 + side / 2, -0.35, f"stage {s + 1}: {n}x{n} tokens\nwindows {w}x{w}",
+                ha="center", va="top", fontsize=9)
+        if s < stages - 1:
+            ax.annotate("", xy=(x0 + side + 0.9, side / 2), xytext=(x0 + side + 0.1, side / 2),
+                        arrowprops=dict(arrowstyle="->", lw=1.5))
+            ax.text(x0 + side + 0.5, side / 2 + 0.2, "merge\n2x2", ha="center", fontsize=8)
+        x0 += side + 1.0
+    ax.set_xlim(-0.2, x0 - 0.8)
+    ax.set_ylim(-1.3, side + 0.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax
