@@ -31,5 +31,20 @@ from .pretrained import (
     load_jax_npz,
     load_timm_state_dict,
 )
+from .data import (
+    Batches,
+    ImageData,
+    center_crop_resize,
+    diagonal_2x2,
+    load_cifar10,
+    load_digits,
+    load_photo,
+    load_photos,
+    two_halves_counting,
+    two_patch_occlusion,
+)
+from .train import DIGITS_RECIPE, default_device, evaluate, fit
+from .convnet import SmallCNN
+from .distill import DistilledVisionTransformer, distillation_loss, run_distillation_experiment
 
 __version__ = "0.1.0"
