@@ -11,7 +11,7 @@ PYTEST := $(PY) -m pytest -n $(JOBS) --dist loadfile --durations=25
 NBVAL  := --nbval --nbval-current-env --nbval-cell-timeout=600 --nbval-sanitize-with tests/nbval_sanitize.cfg
 NOTEBOOK_DIRS := chapters solutions
 
-.PHONY: book test fast notebooks exercises stamp bench lint system-deps clean help
+.PHONY: book test fast notebooks exercises stamp bench grade lint system-deps clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -22,6 +22,7 @@ help:
 	@echo "make exercises  regenerate exercises/ from solutions/"
 	@echo "make stamp      rewrite every notebook's Colab badge and install cell from _config.yml"
 	@echo "make bench      the model and training benchmarks"
+	@echo "make grade      grade notebooks: make grade EXERCISE=01_patches SUBMISSIONS=dir OUT=grades"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +62,9 @@ stamp: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(VENV)/bin/vitcourse bench model
 	$(VENV)/bin/vitcourse bench train
+
+grade: $(VENV)/.installed-dev
+	$(VENV)/bin/vitcourse grade --exercise $(EXERCISE) $(SUBMISSIONS) --out $(or $(OUT),grades) --jobs $(JOBS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check vitcourse tests tools
