@@ -261,7 +261,7 @@ def test_grader_killed_mid_batch_resumes_without_loss(tmp_path):
     first = _submissions(out)
     assert 3 <= len(first) < n
     rows = _rows(out)
-    for student, (score, status, sha, _) in first.items():  # no partial submission
+    for student, (score, _status, _sha, _) in first.items():  # no partial submission
         assert set(rows[student]) == ALL_TESTS
         assert score == sum(p for p, _, _ in rows[student].values())
     assert set(rows) == set(first)

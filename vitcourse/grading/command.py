@@ -10,7 +10,6 @@ the grader itself cannot run (unknown exercise, broken hidden tests, unreadable 
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import secrets
 import sys

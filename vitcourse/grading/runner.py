@@ -204,10 +204,17 @@ def grade_submission(student_id: str, path: Path, exercise: str, tests: list[Hid
                      zygote, seed: int) -> SubmissionResult:
     """Grade one notebook: never raises for anything the student did."""
     started = time.time()
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        data, unreadable = b"", exc
+    else:
+        unreadable = None
     result = SubmissionResult(student_id, exercise, hashlib.sha256(data).hexdigest(), str(path),
                               "graded", started_at=started, seed=seed)
     try:
+        if unreadable is not None:
+            raise InvalidNotebook(f"the file could not be read ({unreadable.strerror})")
         cells = [{"index": c.index, "source": c.source} for c in parse_notebook(data)]
     except InvalidNotebook as exc:
         result.status = "invalid"
