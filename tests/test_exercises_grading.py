@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from vitcourse.grading.direct import in_process_student, notebook_namespace
+from vitcourse.grading.notebook import read_notebook, run_cells
 from vitcourse.grading.runner import load_hidden_tests, run_test
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +63,12 @@ def test_solution_scores_full_marks(exercise):
 
 
 @pytest.mark.parametrize("exercise", EXERCISES)
-def test_exercise_scores_zero_without_errors(exercise):
-    namespace = notebook_namespace(ROOT / "exercises" / f"{exercise}.ipynb", f"_graded_exercise_{exercise}")
+def test_exercise_runs_top_to_bottom_and_scores_zero(exercise, capsys):
+    # A student's first "run all" must finish: no cell outside the stubs calls a stub directly.
+    namespace: dict = {"__name__": f"_exercise_{exercise}", "display": lambda *args, **kwargs: None}
+    errors = run_cells(read_notebook(ROOT / "exercises" / f"{exercise}.ipynb"), namespace)
+    assert not errors, [e.describe() for e in errors]
+    assert "is not implemented yet" in capsys.readouterr().out  # the check cells said so
     score, max_score, results = grade_namespace(exercise, namespace, 0)
     assert score == 0 and max_score > 0, _report(results)
     assert all(r.status == "failed" for r in results), _report(results)
