@@ -202,6 +202,118 @@ CORRECT = {
             _validate(ids)
             return torch.tensor([int((row.unique() > 0).sum()) for row in ids])
     """,
+    "05_positions/loops": """
+        import math
+        import torch
+
+        def sincos_pos_embed_2d(embed_dim, grid, num_prefix_tokens=0, temperature=10000.0):
+            if embed_dim % 4 != 0 or embed_dim <= 0:
+                raise ValueError("embed_dim must be a positive multiple of 4")
+            rows, cols = grid
+            k = embed_dim // 4
+            table = [[0.0] * embed_dim for _ in range(num_prefix_tokens)]
+            for y in range(rows):
+                for x in range(cols):
+                    w = [temperature ** (-i / k) for i in range(k)]
+                    table.append([math.sin(x * f) for f in w] + [math.cos(x * f) for f in w]
+                                 + [math.sin(y * f) for f in w] + [math.cos(y * f) for f in w])
+            return torch.tensor(table, dtype=torch.float32).unsqueeze(0)
+    """,
+    "09_memory/math_prod": """
+        import math
+
+        def _positive(*values):
+            if any(type(v) is not int or v <= 0 for v in values):
+                raise ValueError(f"all sizes must be positive ints, got {values}")
+
+        def attention_map_bytes(depth, heads, seq_len, bytes_per_element=4):
+            _positive(depth, heads, seq_len, bytes_per_element)
+            return math.prod([depth, heads, seq_len, seq_len, bytes_per_element])
+
+        def checkpointed_qk_bytes(depth, heads, seq_len, head_dim, bytes_per_element=4):
+            _positive(depth, heads, seq_len, head_dim, bytes_per_element)
+            return math.prod([depth, heads, 2, seq_len, head_dim, bytes_per_element])
+    """,
+    "10_blocks/own_attention_post_ln": """
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+
+        class _Attention(nn.Module):
+            def __init__(self, dim, heads):
+                super().__init__()
+                self.heads = heads
+                self.qkv = nn.Linear(dim, 3 * dim)
+                self.proj = nn.Linear(dim, dim)
+
+            def forward(self, x):
+                b, n, d = x.shape
+                q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+                return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+
+        class _Mlp(nn.Module):
+            def __init__(self, dim, hidden):
+                super().__init__()
+                self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+            def forward(self, x):
+                return self.fc2(F.gelu(self.fc1(x)))
+
+        class Block(nn.Module):
+            def __init__(self, dim, num_heads, mlp_ratio=4.0, norm_first=True):
+                super().__init__()
+                self.norm_first = norm_first
+                self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+                self.attn = _Attention(dim, num_heads)
+                self.mlp = _Mlp(dim, int(dim * mlp_ratio))
+
+            def forward(self, x):
+                if not self.norm_first:
+                    x = self.norm1(x + self.attn(x))
+                    return self.norm2(x + self.mlp(x))
+                x = x + self.attn(self.norm1(x))
+                return x + self.mlp(self.norm2(x))
+    """,
+    "11_distillation/float64_by_hand": """
+        import torch
+
+        def distillation_loss(cls_logits, dist_logits, teacher_logits, labels, kind="hard", alpha=0.5, tau=1.0):
+            if kind not in {"none", "soft", "hard"}:
+                raise ValueError(f"unknown kind {kind}")
+            c, s, t = cls_logits.double(), dist_logits.double(), teacher_logits.double()
+            base = -(c.log_softmax(1)[torch.arange(len(labels)), labels]).mean()
+            if kind == "none":
+                return base.to(cls_logits.dtype)
+            if kind == "soft":
+                log_ps, log_pt = (s / tau).log_softmax(1), (t / tau).log_softmax(1)
+                distill = (log_pt.exp() * (log_pt - log_ps)).sum() * tau**2 / s.numel()
+            else:
+                distill = -(s.log_softmax(1)[torch.arange(len(labels)), t.argmax(1)]).mean()
+            return ((1 - alpha) * base + alpha * distill).to(cls_logits.dtype)
+    """,
+    "12_resolution/float64_inside": """
+        import math
+        import torch
+        import torch.nn.functional as F
+
+        def resample_pos_embed(pos_embed, new_grid, old_grid=None, num_prefix_tokens=1, mode="bicubic", antialias=True):
+            n = pos_embed.shape[1] - num_prefix_tokens
+            if old_grid is None:
+                side = int(round(math.sqrt(n)))
+                if side * side != n:
+                    raise ValueError(f"{n} grid tokens is not a square")
+                old_grid = (side, side)
+            if old_grid[0] * old_grid[1] != n:
+                raise ValueError("pos_embed does not match old_grid")
+            if tuple(new_grid) == tuple(old_grid):
+                return pos_embed
+            prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+            image = grid.double().reshape(1, old_grid[0], old_grid[1], -1).permute(0, 3, 1, 2)
+            kwargs = {"antialias": antialias} if mode in ("bilinear", "bicubic") else {}
+            image = F.interpolate(image, size=tuple(new_grid), mode=mode, **kwargs)
+            grid = image.permute(0, 2, 3, 1).flatten(1, 2).to(pos_embed.dtype)
+            return torch.cat([prefix, grid], dim=1)
+    """,
 }
 
 
@@ -398,6 +510,34 @@ WRONG = {
             return torch.cat([prefix, grid], dim=1)
         """,
         {"test_downsample_antialias"},
+    ),
+    # rows in the first half, columns in the second (the convention swapped)
+    "05_positions/rows_first": (
+        """
+        import torch
+        from vitcourse.posembed import sincos_pos_embed_2d as _reference
+
+        def sincos_pos_embed_2d(embed_dim, grid, num_prefix_tokens=0, temperature=10000.0):
+            table = _reference(embed_dim, grid, num_prefix_tokens, temperature)
+            half = embed_dim // 2
+            return torch.cat([table[..., half:], table[..., :half]], dim=-1)
+        """,
+        {"test_random_rectangular_grid", "test_tall_grid", "test_prefix_tokens", "test_temperature"},
+    ),
+    # a float instead of an exact int
+    "08_cost/float_result": (
+        """
+        def mhsa_macs(seq_len, dim):
+            if seq_len <= 0 or dim <= 0:
+                raise ValueError("sizes must be positive")
+            return 4.0 * seq_len * dim**2 + 2.0 * seq_len**2 * dim
+
+        def attention_crossover(dim):
+            if dim <= 0:
+                raise ValueError("dim must be positive")
+            return 2 * dim
+        """,
+        {"test_macs_random", "test_macs_huge_exact", "test_crossover_random"},
     ),
 }
 

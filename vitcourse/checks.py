@@ -289,7 +289,7 @@ def _check_mhsa(c: _Checker, cls) -> None:
         with torch.no_grad():
             done, got = c.run(label + " forward", lambda module=module, x=x: module(x))
             if done:
-                c.tensor(label + " forward on (2, 5, %d) with the reference weights" % dim, got, reference(x))
+                c.tensor(f"{label} forward on (2, 5, {dim}) with the reference weights", got, reference(x))
     c.raises("MultiHeadSelfAttention(10, 3)", lambda: cls(10, 3), ValueError)
 
 
