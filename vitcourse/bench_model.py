@@ -319,6 +319,11 @@ def _fmt_bytes(n: float) -> str:
 
 def main(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads <= 0:
+            raise ValueError(f"--threads must be positive, got {threads}")
+        torch.set_num_threads(threads)  # 1 is steadier when other processes share the cores
     device = args.device or default_device()
     if args.batch <= 0:
         raise ValueError(f"--batch must be positive, got {args.batch}")
@@ -366,8 +371,9 @@ def main(args: argparse.Namespace) -> int:
         step()
         step()
     # Enough iterations per measurement that one lasts about min_time seconds for our model.
-    slowest_ours = max(_time(steps["ours:fwd_bwd"], 1, device), 1e-6)
-    iterations = max(1, math.ceil(min_time / slowest_ours))
+    # (the fastest of three single steps: on a busy machine one step can be preempted)
+    step_time = max(min(_time(steps["ours:fwd_bwd"], 1, device) for _ in range(3)), 1e-6)
+    iterations = max(1, math.ceil(min_time / step_time))
     print(
         f"config={args.config} batch={args.batch} device={device} "
         f"{'bf16 autocast' if on_cuda else 'float32'} threads={torch.get_num_threads()} "

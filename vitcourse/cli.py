@@ -38,6 +38,7 @@ def _build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--min-time", dest="min_time", type=float, default=0.25, help="seconds per measurement (default 0.25)"
     )
+    model.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     train = benches.add_parser("train", help="train the course-scale ViT and CNN on digits")
     train.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     train.add_argument("--seed", type=int, default=0)

@@ -202,18 +202,20 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
-        if self.norm_first:
-            attended = self.attn(self.norm1(x), return_attention)
-        else:
-            attended = self.attn(x, return_attention)
-        attended, weights = attended if return_attention else (attended, None)
-        if self.norm_first:
+        if self.norm_first:  # Pre-LN
+            attended, weights = self._attend(self.norm1(x), return_attention)
             x = x + attended
             x = x + self.mlp(self.norm2(x))
-        else:
+        else:  # Post-LN
+            attended, weights = self._attend(x, return_attention)
             x = self.norm1(x + attended)
             x = self.norm2(x + self.mlp(x))
         return (x, weights) if return_attention else x
+
+    def _attend(self, x: torch.Tensor, return_attention: bool):
+        if return_attention:
+            return self.attn(x, return_attention=True)
+        return self.attn(x), None
 
 
 # ---- 4. The whole model ----------------------------------------------------------------------

@@ -5,16 +5,18 @@ the training image size; to use the model at another size we treat the table as 
 ``D``-channel image of shape ``(rows, cols)`` and interpolate it (ViT paper, section 3.2).
 Prefix tokens (class, distillation, registers) have no place on the grid and pass through.
 
-How the implementations out there relate (each claim is checked in tests/test_posembed.py
-where the reference is installed):
+How the implementations out there relate (tests/test_posembed.py checks the first three
+against timm, transformers and scipy):
 
 * timm ``resample_abs_pos_embed``: equal to :func:`resample_pos_embed` with the same arguments
   (bicubic, ``antialias=True`` by default). Antialiasing only matters when shrinking.
-* Hugging Face ``ViTEmbeddings.interpolate_pos_encoding`` (current transformers; old versions
-  added 0.1 to the scale factor, which changed the result) and DeiT's original code: bicubic
-  without antialiasing, i.e. ``resample_pos_embed(..., antialias=False)``.
+* Hugging Face ``ViTEmbeddings.interpolate_pos_encoding`` (current transformers, which passes
+  the target size; old versions passed a scale factor with 0.1 added, which changed the
+  result): bicubic without antialiasing, i.e. ``resample_pos_embed(..., antialias=False)``.
 * The original JAX ViT code (``scipy.ndimage.zoom(..., order=1)``): linear interpolation with
   corner pixels aligned, i.e. ``mode="bilinear", align_corners=True, antialias=False``.
+* DeiT's fine-tuning at 384 used the timm of its day, bicubic without antialiasing
+  (``antialias=False``); the DeiT code itself is not installed here, so this one is not tested.
 """
 
 from __future__ import annotations

@@ -92,6 +92,8 @@ def load_timm_state_dict(
             message += f"\n  missing keys ({len(missing)}): {_list(missing)}"
         if unexpected:
             message += f"\n  unexpected keys ({len(unexpected)}): {_list(unexpected)}"
+        if any(key.startswith("head.") for key in missing | unexpected):
+            message += "\n  (pass drop_head=True to keep the model's own head)"
         raise ValueError(message)
 
     if "pos_embed" in state_dict and state_dict["pos_embed"].shape != own["pos_embed"].shape:
