@@ -28,6 +28,7 @@ from grading_fixtures.notebooks import (  # noqa: E402
     CORRECT,
     HOSTILE,
     HUGE_VIEW,
+    LEAKER,
     MAX_SCORE,
     PROBE,
     WRONG,
@@ -148,7 +149,7 @@ def test_hostile_submissions_in_the_sandbox(tmp_path):
     write_notebook(subs / "huge_view.ipynb", HUGE_VIEW)
     for name, (cells, _) in HOSTILE.items():
         write_notebook(subs / f"{name}.ipynb", cells)
-    grade("00_fake", _find(subs), out, jobs=2, timeout=4, memory_mb=768, hidden_dir=HIDDEN,
+    grade("00_fake", _find(subs), out, jobs=2, timeout=6, memory_mb=768, hidden_dir=HIDDEN,
           progress=False, sandbox="bwrap")
     _check_hostile(out, list(HOSTILE))
     rows = _rows(out)
@@ -172,7 +173,7 @@ def test_hostile_submissions_with_rlimits_only(tmp_path):
     write_notebook(subs / "huge_view.ipynb", HUGE_VIEW)
     for name in UNSANDBOXED:
         write_notebook(subs / f"{name}.ipynb", HOSTILE[name][0])
-    grade("00_fake", _find(subs), out, jobs=2, timeout=4, memory_mb=768, hidden_dir=HIDDEN,
+    grade("00_fake", _find(subs), out, jobs=2, timeout=6, memory_mb=768, hidden_dir=HIDDEN,
           progress=False, sandbox="none")
     _check_hostile(out, UNSANDBOXED)
 
@@ -199,6 +200,7 @@ def test_sandbox_hides_the_trusted_side(monkeypatch):
         hidden.mkdir(parents=True)
         shutil.copy(HIDDEN / "test_00_probe.py", hidden)
         write_notebook(subs / "mallory.ipynb", [PROBE])
+        write_notebook(subs / "a_leaker.ipynb", [PROBE, LEAKER])  # graded before mallory
         write_notebook(subs / "victim.ipynb", ["secret = 42"])
         (out).mkdir()
         (out / "gradebook.sqlite").write_bytes(b"")  # exists before the student runs
@@ -206,7 +208,9 @@ def test_sandbox_hides_the_trusted_side(monkeypatch):
         readable = [str(hidden / "test_00_probe.py"), str(out / "gradebook.sqlite"),
                     str(subs / "victim.ipynb"), str(ROOT / "tests" / "test_grading_e2e.py"),
                     str(ROOT / ".git" / "HEAD"), str(ROOT / "pyproject.toml"),
-                    str(HIDDEN / "test_00_fake.py")]
+                    str(HIDDEN / "test_00_fake.py"),
+                    # what the student graded just before in the same worker left behind
+                    "/tmp/leak.txt", "/tmp/work/leak2.txt", "/dev/shm/leak3.txt"]
         writable = [str(hidden / "test_00_probe.py"), str(out / "pwned"), str(subs / "pwned"),
                     str(ROOT / "pwned"), str(ROOT / "vitcourse" / "pwned"), "/pwned",
                     "/tmp/inside-sandbox-only", "scratch-file"]
@@ -226,6 +230,8 @@ def test_sandbox_hides_the_trusted_side(monkeypatch):
         assert report["write"]["/tmp/inside-sandbox-only"] == "written"
         assert report["network"] != "connected" and report["interfaces"] == ["lo"]
         assert "VITCOURSE_SECRET_TOKEN" not in report["env"]
+        # only bubblewrap's init, the zygote and this child: the leaker's daemon is gone
+        assert len(report["pids"]) <= 3, report["pids"]
         assert (hidden / "test_00_probe.py").read_bytes() == probe_source
         for path in (out / "pwned", subs / "pwned", ROOT / "pwned", ROOT / "vitcourse" / "pwned"):
             assert not path.exists()

@@ -207,6 +207,23 @@ def interfaces():
 
 def uid():
     return os.getuid()
+
+def pids():
+    return sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+"""
+
+# leaves files, a daemon process and modified modules behind for the next student to find
+LEAKER = """\
+import os, sys, time, torch
+for path in ('/tmp/leak.txt', os.path.expanduser('~/leak2.txt'), '/dev/shm/leak3.txt'):
+    with open(path, 'w') as f:
+        f.write('left behind')
+torch.pi_was_here = True
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(60)
+    os._exit(0)
 """
 
 

@@ -106,7 +106,7 @@ def grade_for_gradescope(args: argparse.Namespace) -> int:
         summary = grade(args.exercise, [("submission", notebook)], out, jobs=1,
                         timeout=args.timeout, memory_mb=args.memory, regrade=True,
                         hidden_dir=_hidden_dir(args), seed=args.seed, sandbox=args.sandbox,
-                        progress=False, hide_extra=[folder])
+                        progress=False, hide_extra=[folder, results.parent])
     except GraderCannotRun as exc:
         return _fail(str(exc))
     print(summary)

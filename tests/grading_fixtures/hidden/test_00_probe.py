@@ -21,5 +21,6 @@ def test_probe(student):
               "network": student.call("try_network"),
               "interfaces": student.call("interfaces"),
               "env": student.call("env"),
-              "uid": student.call("uid")}
+              "uid": student.call("uid"),
+              "pids": student.call("pids")}
     raise GradingFailure("PROBE" + json.dumps(report))
