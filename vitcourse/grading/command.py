@@ -165,6 +165,11 @@ def grade(exercise: str, submissions: list[tuple[str, Path]], out: Path, *, jobs
     hide += [p.parent for _, p in submissions]
     config = WorkerConfig(sandbox, hide=[p.resolve() for p in hide],
                           limits=Limits(timeout=timeout, memory_mb=memory_mb))
+    if sandbox == "bwrap":
+        from .sandbox import hiding_args
+
+        for warning in hiding_args(config.hide)[1]:
+            _say_once(f"warning: {warning}")
 
     seed = secrets.randbits(62) if seed is None else int(seed)
     todo, skipped = [], 0
