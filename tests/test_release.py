@@ -152,3 +152,18 @@ def test_every_solution_has_stubs_and_no_exercise_leaks_a_solution():
         exercise = (ROOT / "exercises" / solution.name).read_text()
         assert "BEGIN SOLUTION" not in exercise and "END SOLUTION" not in exercise
         assert "NotImplementedError" in exercise
+
+
+def test_cli_check_and_marker_errors(tmp_path, capsys):
+    from vitcourse.cli import main
+
+    assert main(["release", "--root", str(ROOT), "--check"]) == 0
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    (tmp_path / "solutions").mkdir()
+    broken = _solution_notebook()
+    broken.cells[1].source = "def f():\n    # BEGIN SOLUTION\n    return 1\n"
+    nbformat.write(broken, tmp_path / "solutions" / "02_broken.ipynb")
+    assert main(["release", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "solutions/02_broken.ipynb, cell 1, line 2" in err and "never closed" in err
+    assert not (tmp_path / "exercises" / "02_broken.ipynb").exists()
