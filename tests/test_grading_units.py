@@ -153,6 +153,18 @@ def test_recv_checks_the_size_before_reading_and_times_out():
     b.close()
 
 
+def test_send_gives_up_when_the_peer_stops_reading():
+    import time
+
+    a, b = socket.socketpair()
+    start = time.monotonic()
+    with pytest.raises(channel.ChannelTimeout):
+        channel.send(a, {"x": torch.zeros(8_000_000)}, deadline=time.monotonic() + 0.3)
+    assert time.monotonic() - start < 5
+    a.close()
+    b.close()
+
+
 def test_send_recv_round_trip_over_a_socket():
     a, b = socket.socketpair()
     message = {"x": torch.randn(3, 4), "n": 3}

@@ -126,10 +126,19 @@ def decode(data: bytes) -> Any:
         raise ChannelError(f"malformed message ({type(exc).__name__})") from None
 
 
-def send(sock: socket.socket, message: Any) -> int:
-    """Send one message; returns its size in bytes."""
+def send(sock: socket.socket, message: Any, deadline: float | None = None) -> int:
+    """Send one message (before ``deadline``, if given: a peer that stops reading cannot block
+    the sender forever); returns its size in bytes."""
     data = encode(message)
-    sock.sendall(HEADER.pack(len(data)) + data)
+    if deadline is not None:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+    try:
+        sock.sendall(HEADER.pack(len(data)) + data)
+    except TimeoutError:
+        raise ChannelTimeout("timed out while sending") from None
+    finally:
+        if deadline is not None:
+            sock.settimeout(None)
     return len(data)
 
 

@@ -410,7 +410,7 @@ class Session:
             raise StudentCrashed(self.dead)
         deadline = time.monotonic() + self.limits.timeout
         try:
-            channel.send(self.sock, message)
+            channel.send(self.sock, message, deadline)
             return channel.recv(self.sock, self.limits.max_reply_bytes, deadline)
         except channel.ChannelTimeout:
             self._kill()

@@ -79,8 +79,9 @@ def apply_limits(spec: dict) -> None:
         with open("/proc/self/statm") as f:
             mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
-        mapped = 0
-    limit(resource.RLIMIT_AS, mapped + int(spec["memory_mb"]) * 1024 * 1024)
+        mapped = None  # no /proc (macOS, where RLIMIT_AS is not enforced anyway): no memory cap
+    if mapped is not None:
+        limit(resource.RLIMIT_AS, mapped + int(spec["memory_mb"]) * 1024 * 1024)
     limit(resource.RLIMIT_CPU, int(spec["cpu_seconds"]), int(spec["cpu_seconds"]) + 2)
     limit(resource.RLIMIT_FSIZE, int(spec["fsize_mb"]) * 1024 * 1024)
     if spec.get("nproc"):
