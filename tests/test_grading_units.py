@@ -68,6 +68,15 @@ def test_cells_keep_going_after_an_error_and_system_exit():
                                                        (4, "SyntaxError")]
 
 
+def test_ipython_helpers_exist_and_do_nothing():
+    from vitcourse.grading.notebook import notebook_builtins
+
+    ns = dict(notebook_builtins())
+    cells = parse_notebook(_nb("get_ipython().run_line_magic('matplotlib', 'inline')\n"
+                               "display(3)\nx = 1"))
+    assert run_cells(cells, ns) == [] and ns["x"] == 1
+
+
 def test_notebook_metadata_and_tags_have_no_effect():
     raw = json.loads(_nb("x = 1", "raise RuntimeError('e')", "y = 2"))
     raw["cells"][1]["metadata"] = {"tags": ["raises-exception", "nbval-skip"]}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import channel
 from .calls import handle
-from .notebook import read_notebook, run_cells
+from .notebook import notebook_builtins, read_notebook, run_cells
 from .proxy import Student
 
 
@@ -24,7 +24,7 @@ def notebook_namespace(path: str | Path, module_name: str) -> dict:
     module = types.ModuleType(module_name)
     module.__file__ = str(path)
     namespace = module.__dict__
-    namespace["display"] = lambda *args, **kwargs: None  # IPython's display(): no kernel here
+    namespace.update(notebook_builtins())
     sys.modules[module_name] = module
     for error in run_cells(read_notebook(path), namespace):
         warnings.warn(f"{path}: {error.describe()}", stacklevel=2)

@@ -113,7 +113,13 @@ def _write_csv(f, rows) -> None:
     writer = csv.writer(f)
     writer.writerow(["student", "exercise", "score", "max_score", "status"])
     for student, exercise, score, max_score, status in rows:
-        writer.writerow([student, exercise, f"{score:g}", f"{max_score:g}", status])
+        writer.writerow([student, exercise, _number(score), _number(max_score), status])
+
+
+def _number(value: float) -> str:
+    """Points as written by hand: 7, 2.5, 0.333333 (never 1e+06 notation)."""
+    value = round(float(value), 6)
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def _atomic_write(path: Path, write, newline: str | None = None) -> None:

@@ -158,6 +158,22 @@ def describe_exception(exc: BaseException) -> tuple[str, str, tuple[str, ...]]:
     return type_name, message, bases
 
 
+class _NoShell:
+    """Stands in for ``get_ipython()``: every method (run_line_magic, system...) does nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+_NO_SHELL = _NoShell()
+
+
+def notebook_builtins() -> dict:
+    """Names a notebook may use without defining them: IPython's ``display`` and
+    ``get_ipython`` (there is no kernel here, so both do nothing)."""
+    return {"display": lambda *args, **kwargs: None, "get_ipython": lambda: _NO_SHELL}
+
+
 def run_cells(cells: list[Cell], namespace: dict) -> list[CellError]:
     """Run the cells in order in ``namespace``; an exception (even SystemExit) is recorded and
     the next cell runs."""

@@ -128,13 +128,13 @@ def _child(channel_fd: int, output_fd: int, control_fd: int, spec: dict) -> None
 def _serve(sock: socket.socket, spec: dict) -> None:
     from . import channel
     from .calls import handle
-    from .notebook import Cell, run_cells
+    from .notebook import Cell, notebook_builtins, run_cells
 
     max_reply = int(spec["max_reply_bytes"])
     request = channel.recv(sock, max_bytes=1 << 34)
     cells = [Cell(int(c["index"]), str(c["source"])) for c in request["cells"]]
     module = types.ModuleType("__main__")
-    module.__dict__["display"] = lambda *args, **kwargs: None  # IPython's display(): no kernel
+    module.__dict__.update(notebook_builtins())
     sys.modules["__main__"] = module
     namespace = module.__dict__
     errors = run_cells(cells, namespace)
