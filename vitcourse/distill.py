@@ -222,8 +222,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def run_distillation_experiment(
     seeds=(0, 1, 2),
     train_fraction: float = 1.0,
-    student_epochs: int = 40,
-    teacher_epochs: int = 30,
+    student_epochs: int | None = None,
+    teacher_epochs: int | None = None,
     alpha: float = 0.5,
     tau: float = 1.0,
     methods=("teacher", "vit", "soft", "hard", "hard_token"),
@@ -246,8 +246,9 @@ def run_distillation_experiment(
         seeds: one run of each method per seed.
         train_fraction: a class-stratified fraction of the digits training set (the test set is
             always the full held-out set), to study the small-data regime.
-        student_epochs, teacher_epochs: epochs (the recipe of
-            :data:`vitcourse.train.DIGITS_RECIPE` otherwise).
+        student_epochs, teacher_epochs: epochs; ``None`` takes them from
+            :data:`vitcourse.train.DIGITS_RECIPE` and :data:`vitcourse.train.CNN_RECIPE`, whose
+            other settings are used as they are.
         alpha, tau: the distillation weights.
         methods: which rows to run (``teacher`` is always trained when a student needs it).
         student_overrides: passed to ``create_model("vit_digits", ...)`` and the distilled twin.
@@ -260,7 +261,7 @@ def run_distillation_experiment(
     from .convnet import SmallCNN
     from .data import load_digits
     from .model import create_model
-    from .train import DIGITS_RECIPE, evaluate, fit
+    from .train import CNN_RECIPE, DIGITS_RECIPE, evaluate, fit
 
     unknown = set(methods) - {"teacher", "vit", "soft", "hard", "hard_token"}
     if unknown:
@@ -269,7 +270,9 @@ def run_distillation_experiment(
         raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
     train_full, test = load_digits(**DIGITS_RECIPE["data"])
     recipe = dict(DIGITS_RECIPE["fit"])
-    recipe["epochs"] = student_epochs
+    recipe["epochs"] = student_epochs or recipe["epochs"]
+    teacher_recipe = dict(CNN_RECIPE["fit"])
+    teacher_recipe["epochs"] = teacher_epochs or teacher_recipe["epochs"]
     overrides = {**DIGITS_RECIPE["model_overrides"], **(student_overrides or {})}
     runs = []
 
@@ -283,7 +286,7 @@ def run_distillation_experiment(
         torch.manual_seed(seed)
         teacher = SmallCNN(in_chans=1, num_classes=10, width=teacher_width)
         started = time.perf_counter()
-        fit(teacher, train, **{**recipe, "epochs": teacher_epochs, "label_smoothing": 0.0}, seed=seed, progress=progress)
+        fit(teacher, train, **teacher_recipe, seed=seed, progress=progress)
         record("teacher", seed, evaluate(teacher, test)["accuracy"], time.perf_counter() - started)
         for method in ("vit", "soft", "hard"):
             if method not in methods:
@@ -314,9 +317,8 @@ def run_distillation_experiment(
         summary[row] = {"mean": mean, "std": std, "seconds_mean": s_mean, "seconds_std": s_std, "n": len(accs)}
     settings = {
         "seeds": list(seeds), "train_fraction": train_fraction, "train_size": None, "test_size": len(test),
-        "student_epochs": student_epochs, "teacher_epochs": teacher_epochs, "alpha": alpha, "tau": tau,
-        "student": {"model": DIGITS_RECIPE["model"], **overrides}, "teacher_width": teacher_width,
-        "fit": recipe, "threads": torch.get_num_threads(),
+        "alpha": alpha, "tau": tau, "student": {"model": DIGITS_RECIPE["model"], **overrides},
+        "teacher": {"model": "SmallCNN", "width": teacher_width}, "fit": recipe, "teacher_fit": teacher_recipe,
     }  # fmt: skip
     settings["train_size"] = len(train_full) if train_fraction == 1 else len(train_full.subset(fraction=train_fraction, seed=seeds[0]))
     return {"settings": settings, "runs": runs, "summary": summary}
