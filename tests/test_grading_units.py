@@ -149,6 +149,25 @@ def test_decode_refuses_pickled_objects():
         channel.decode(payload.getvalue())
 
 
+def test_decode_refuses_a_tensor_larger_than_its_storage():
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.save({"v": torch.zeros(10)}, buffer)
+    original = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    pkl = next(n for n in original.namelist() if n.endswith("data.pkl"))
+    data = original.read(pkl)
+    at = data.find(b"K\n\x85")  # the pickled size (10,)
+    assert at > 0
+    forged = data[:at] + b"J\x00\x00\x00\x01\x85" + data[at + 3:]  # size (2**24,)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name in original.namelist():
+            z.writestr(original.getinfo(name), forged if name == pkl else original.read(name))
+    with pytest.raises(channel.ChannelError):  # never a view past the end of the storage
+        channel.decode(out.getvalue())
+
+
 def test_recv_checks_the_size_before_reading_and_times_out():
     a, b = socket.socketpair()
     a.sendall(channel.HEADER.pack(10**12))
