@@ -5,7 +5,7 @@
 - correct submissions written in other styles (einops, unfold, loops, float64 inside) score
   full marks, and typical wrong ones (column-major patches, (p, p, C) flattening, tau ignored,
   rollout multiplied in the wrong order...) lose points;
-- one exercise goes through the real sandboxed grader (`vitcourse grade`), solution and stub.
+- two exercises go through the real sandboxed grader (`vitcourse grade`), solution and stub.
 
 The fast tests use the grader's direct mode (the code runs in this process through the same
 data-only channel); the sandboxed one is marked slow.
@@ -558,12 +558,12 @@ def test_wrong_submissions_lose_points(name):
 
 
 @pytest.mark.slow
-def test_sandboxed_grader_scores_solution_and_stub(tmp_path):
-    """`vitcourse grade` on the solution and the generated exercise of 01_patches."""
+@pytest.mark.parametrize("exercise", ["01_patches", "10_blocks"])  # a function and a module
+def test_sandboxed_grader_scores_solution_and_stub(exercise, tmp_path):
+    """`vitcourse grade` on the solution and the generated exercise, in the sandbox."""
     from vitcourse.grading.command import grade
     from vitcourse.grading.gradebook import Gradebook
 
-    exercise = "01_patches"
     submissions = tmp_path / "submissions"
     submissions.mkdir()
     for who, folder in (("solution", "solutions"), ("stub", "exercises")):
