@@ -168,6 +168,27 @@ def test_decode_refuses_a_tensor_larger_than_its_storage():
         channel.decode(out.getvalue())
 
 
+def test_decode_refuses_compressed_archives_and_check_data_caps_shared_graphs():
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.save({"v": torch.zeros(1000)}, buffer)
+    original = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in original.namelist():
+            z.writestr(name, original.read(name))
+    with pytest.raises(channel.ChannelError, match="compressed"):
+        channel.decode(out.getvalue())
+    with pytest.raises(channel.ChannelError):
+        channel.decode(b"not a zip at all")
+    graph: list = [0]
+    for _ in range(30):  # 2**30 leaves, 31 distinct lists
+        graph = [graph, graph]
+    with pytest.raises(channel.DisallowedValue, match="parts"):
+        channel.check_data(graph)
+
+
 def test_recv_checks_the_size_before_reading_and_times_out():
     a, b = socket.socketpair()
     a.sendall(channel.HEADER.pack(10**12))

@@ -16,6 +16,7 @@ import io
 import socket
 import struct
 import time
+import zipfile
 from typing import Any
 
 import torch
@@ -89,28 +90,43 @@ def to_data(value: Any, max_elements: int = 50_000_000, _depth: int = 0) -> Any:
                           f"numbers, strings, None and tuples/lists/dicts of them)")
 
 
-def check_data(value: Any, _depth: int = 0) -> Any:
-    """Verify (trusted side) that a loaded value contains only the allowed exact types."""
-    if _depth > MAX_DEPTH:
-        raise DisallowedValue("the value is nested too deeply")
-    kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if kind is torch.Tensor:
-        if value.layout != torch.strided or value.device.type != "cpu" or value.requires_grad:
-            raise DisallowedValue("a tensor that is not a plain dense CPU tensor")
-        return value
-    if kind in (tuple, list):
-        for v in value:
-            check_data(v, _depth + 1)
-        return value
-    if kind is dict:
-        for k, v in value.items():
-            if type(k) not in (str, int):
-                raise DisallowedValue("a dict key that is not a str or int")
-            check_data(v, _depth + 1)
-        return value
-    raise DisallowedValue(f"a value of type {kind.__qualname__}")
+MAX_NODES = 1_000_000
+
+
+def check_data(value: Any) -> Any:
+    """Verify (trusted side) that a loaded value contains only the allowed exact types.
+
+    Counts every node visited: pickle's memo can make a small message describe a huge graph
+    (the same list referenced from everywhere), which must not stall the grader."""
+    budget = [MAX_NODES]
+
+    def walk(item: Any, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise DisallowedValue(f"a value with more than {MAX_NODES} parts")
+        if depth > MAX_DEPTH:
+            raise DisallowedValue("the value is nested too deeply")
+        kind = type(item)
+        if kind in _SCALARS:
+            return
+        if kind is torch.Tensor:
+            if item.layout != torch.strided or item.device.type != "cpu" or item.requires_grad:
+                raise DisallowedValue("a tensor that is not a plain dense CPU tensor")
+            return
+        if kind in (tuple, list):
+            for v in item:
+                walk(v, depth + 1)
+            return
+        if kind is dict:
+            for k, v in item.items():
+                if type(k) not in (str, int):
+                    raise DisallowedValue("a dict key that is not a str or int")
+                walk(v, depth + 1)
+            return
+        raise DisallowedValue(f"a value of type {kind.__qualname__}")
+
+    walk(value, 0)
+    return value
 
 
 def encode(message: Any) -> bytes:
@@ -119,7 +135,24 @@ def encode(message: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _check_archive(data: bytes) -> None:
+    """torch.save writes an uncompressed zip; refuse compressed entries or entries claiming
+    more bytes than the message holds (a small message must not allocate gigabytes)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            total = 0
+            for info in archive.infolist():
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise ChannelError("malformed message (compressed entry)")
+                total += info.file_size
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        raise ChannelError("malformed message (not a torch.save archive)") from None
+    if total > len(data):
+        raise ChannelError("malformed message (entries larger than the message)")
+
+
 def decode(data: bytes) -> Any:
+    _check_archive(data)
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # any parse failure is the sender's fault

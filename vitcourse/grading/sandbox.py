@@ -39,7 +39,7 @@ class Limits:
     fsize_mb: int = 64
     max_output_bytes: int = 16 * 1024 * 1024  # more than this printed: the child is stopped
     keep_output_bytes: int = 64 * 1024  # what is kept for the feedback
-    max_reply_bytes: int = 256 * 1024 * 1024
+    max_reply_bytes: int = 64 * 1024 * 1024
     max_restarts: int = 2  # fresh children after a crash inside one test, per submission
 
 
