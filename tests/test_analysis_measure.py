@@ -49,3 +49,55 @@ def test_meter_sees_the_attention_maps_of_the_explicit_path():
     with SavedTensorMeter(exclude=list(attention.parameters())) as explicit:
         attention(x, return_attention=True)[0].sum()
     assert explicit.total_bytes - fused.total_bytes == 4 * 3 * 4 * (10 * 10 - 10)
+
+
+def test_ring_attention_is_stochastic_circulant_with_bessel_spectrum():
+    import numpy as np
+    from scipy.special import iv
+
+    from vitcourse.analysis import ring_attention
+
+    n, kappa = 48, 10.0
+    a = ring_attention(n, kappa)
+    assert a.shape == (n, n) and a.dtype == torch.float64
+    assert torch.allclose(a.sum(dim=1), torch.ones(n, dtype=torch.float64))
+    # circulant: row i is row 0 rolled by i
+    assert torch.allclose(a[5], torch.roll(a[0], 5))
+    spectrum = np.fft.fft(a[0].numpy()).real[: n // 2 + 1]
+    bessel = iv(np.arange(n // 2 + 1), kappa) / iv(0, kappa)
+    assert np.abs(spectrum - bessel).max() < 1e-8
+
+
+def test_token_spread_zero_for_equal_tokens_and_one_for_zero_mean():
+    from vitcourse.analysis import token_spread
+
+    equal = torch.randn(2, 1, 8).expand(2, 5, 8)
+    assert token_spread(equal).abs().max() < 1e-6
+    x = torch.randn(3, 6, 4)
+    centred = x - x.mean(dim=1, keepdim=True)
+    assert torch.allclose(token_spread(centred), torch.ones(3), atol=1e-6)
+
+
+def test_residual_stream_rms_matches_a_manual_loop():
+    from vitcourse.analysis import residual_stream_rms
+
+    blocks = [lambda t: 2 * t, lambda t: t + 1]
+    x = torch.randn(2, 3, 4)
+    expected = [x, 2 * x, 2 * x + 1]
+    got = residual_stream_rms(blocks, x)
+    assert torch.allclose(got, torch.stack([e.pow(2).mean().sqrt() for e in expected]))
+
+
+def test_measurement_helpers_reject_bad_input():
+    import pytest
+
+    from vitcourse.analysis import residual_stream_rms, ring_attention, token_spread
+
+    with pytest.raises(ValueError, match="num_tokens"):
+        ring_attention(0, 1.0)
+    with pytest.raises(ValueError, match="sharpness"):
+        ring_attention(8, -1.0)
+    with pytest.raises(ValueError, match="x must be"):
+        token_spread(torch.randn(3, 4))
+    with pytest.raises(ValueError, match="x must be"):
+        residual_stream_rms([], torch.randn(3, 4))

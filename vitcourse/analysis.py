@@ -170,3 +170,49 @@ class SavedTensorMeter:
     @property
     def num_storages(self) -> int:
         return len(self._storages)
+
+
+# ---- signal propagation through depth ------------------------------------------------------
+
+
+def ring_attention(num_tokens: int, sharpness: float) -> torch.Tensor:
+    """The attention of a head that looks only at positions, on a ring of ``num_tokens`` tokens.
+
+    Token i sits at angle ``theta_i = 2 pi i / N`` and has query = key =
+    ``sqrt(sharpness) * (cos theta_i, sin theta_i)``, so its logits are
+    ``sharpness * cos(theta_i - theta_j)`` and ``A = softmax(Q K^T)`` (float64). ``A`` is
+    row-stochastic and circulant (it depends only on ``i - j``), hence diagonalised by the
+    Fourier modes of the ring. Returns ``(N, N)``.
+    """
+    n = _positive_int(num_tokens, "num_tokens")
+    kappa = _positive_number(sharpness, "sharpness")
+    theta = 2 * math.pi * torch.arange(n, dtype=torch.float64) / n
+    features = math.sqrt(kappa) * torch.stack([theta.cos(), theta.sin()], dim=1)  # (N, 2)
+    return (features @ features.T).softmax(dim=-1)
+
+
+def token_spread(x: torch.Tensor) -> torch.Tensor:
+    """How far the tokens are from all being equal: ``||x - mean_tokens(x)|| / ||x||`` per item.
+
+    ``x`` is ``(B, N, D)``; returns ``(B,)`` in [0, 1]. Zero means every token carries the same
+    vector (the "rank collapse" of deep pure-attention networks).
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"x must be a (B, N, D) tensor, got {getattr(x, 'shape', type(x))}")
+    centred = x - x.mean(dim=1, keepdim=True)
+    return centred.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
+
+
+@torch.no_grad()
+def residual_stream_rms(blocks: Sequence[torch.nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square of the residual stream before the first block and after each block.
+
+    ``blocks`` are applied in order to ``x`` ``(B, N, D)``; returns ``(len(blocks) + 1,)``.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"x must be a (B, N, D) tensor, got {getattr(x, 'shape', type(x))}")
+    values = [x.pow(2).mean().sqrt()]
+    for block in blocks:
+        x = block(x)
+        values.append(x.pow(2).mean().sqrt())
+    return torch.stack(values)
