@@ -197,3 +197,29 @@ def test_timm_parity_small_random_config():
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x), atol=1e-5, rtol=0)
     assert math.isclose(float(ours(x).abs().mean()), float(reference(x).abs().mean()), rel_tol=1e-5)
+
+
+# ---- the experiment (tiny settings: the mechanics, not the numbers) --------------------------------
+
+
+@pytest.mark.slow
+def test_run_distillation_experiment_small():
+    from vitcourse.distill import format_table, run_distillation_experiment
+
+    lines = []
+    result = run_distillation_experiment(
+        seeds=(0, 1), train_fraction=0.1, student_epochs=1, teacher_epochs=1, log=lines.append
+    )
+    rows = ["teacher", "vit", "soft", "hard", "hard_token:cls_head", "hard_token:dist_head", "hard_token:fused"]
+    assert list(result["summary"]) == rows
+    assert len(result["runs"]) == 2 * len(rows) == len(lines)
+    for row, s in result["summary"].items():
+        accs = [r["test_accuracy"] for r in result["runs"] if r["row"] == row]
+        assert s["n"] == 2 and s["mean"] == pytest.approx(sum(accs) / 2)
+        assert s["std"] == pytest.approx(abs(accs[0] - accs[1]) / math.sqrt(2))
+        assert 0 <= s["mean"] <= 1
+    assert result["settings"]["test_size"] == 450
+    table = format_table(result)
+    assert all(row in table for row in rows)
+    with pytest.raises(ValueError, match="methods"):
+        run_distillation_experiment(methods=("teacher", "magic"))

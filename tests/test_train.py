@@ -233,3 +233,21 @@ def test_batches_object_as_data(digits):
     loader = Batches(train, batch_size=48, augment=True, seed=1)
     history = fit(_tiny_vit(), loader, epochs=2, progress=False)
     assert len(history) == 2
+
+
+@pytest.mark.slow
+def test_bench_train_prints_the_recipe_and_the_result_lines(monkeypatch, capsys):
+    import argparse
+
+    from vitcourse import bench_train, train
+
+    short = lambda recipe: {**recipe, "fit": {**recipe["fit"], "epochs": 1}}  # noqa: E731
+    monkeypatch.setattr(train, "DIGITS_RECIPE", short(train.DIGITS_RECIPE))
+    monkeypatch.setattr(train, "CNN_RECIPE", short(train.CNN_RECIPE))
+    assert bench_train.main(argparse.Namespace(device="cpu", seed=0)) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].startswith("recipe digits_cnn:") and lines[2].startswith("recipe digits_vit:")
+    assert lines[-2].startswith("digits_cnn test_accuracy=")
+    assert lines[-1].startswith("digits_vit test_accuracy=") and "train_seconds=" in lines[-1]
+    accuracy = float(lines[-1].split()[1].split("=")[1])
+    assert 0 <= accuracy <= 1
