@@ -9,7 +9,6 @@ import torch
 
 from vitcourse import data as D
 
-
 # ---- digits -------------------------------------------------------------------------------------
 
 
@@ -174,7 +173,7 @@ def test_two_halves_counting_label_is_number_of_far_apart_pairs():
     again = D.two_halves_counting(200, seed=1, noise=0.0)
     assert torch.equal(data.images, again.images)  # seeded
     assert data.images.shape == (200, 1, 16, 16) and data.num_classes == 4
-    for image, label in zip(data.images.numpy(), data.labels.tolist()):
+    for image, label in zip(data.images.numpy(), data.labels.tolist(), strict=False):
         cells = _cells(image[0], 4)
         values, counts = np.unique(np.round(cells[cells > 0], 5), return_counts=True)
         assert int((counts == 2).sum()) == label  # pairs of equal identifiers
@@ -191,7 +190,7 @@ def test_two_patch_occlusion_label_needs_both_patches():
     data = D.two_patch_occlusion(400, seed=2, noise=0.0, clutter=0)
     assert data.images.shape == (400, 1, 16, 16) and set(data.labels.tolist()) == {0, 1}
     vertical = torch.tensor(D._stripes(4, True))
-    for image, label in zip(data.images[:50], data.labels[:50]):
+    for image, label in zip(data.images[:50], data.labels[:50], strict=False):
         cells = image[0].reshape(4, 4, 4, 4).permute(0, 2, 1, 3).reshape(16, 4, 4)
         marked = [c for c in cells if c.abs().sum() > 0]
         assert len(marked) == 2

@@ -91,11 +91,11 @@ def test_torchrun_two_processes_match_one_process_with_twice_the_batch(tmp_path)
     single_info = json.loads((single_dir / "info_1_0.json").read_text())
     assert "fit" in info0["stderr"] and info1["stderr"] == ""  # the progress bar on rank 0 only
     # metrics are summed over both processes: the same numbers as the single process
-    for a, b in zip(info0["history"], single_info["history"]):
+    for a, b in zip(info0["history"], single_info["history"], strict=False):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["train_accuracy"] == pytest.approx(b["train_accuracy"])
     assert info0["history"] == info1["history"] or all(
-        r0["train_loss"] == r1["train_loss"] for r0, r1 in zip(info0["history"], info1["history"])
+        r0["train_loss"] == r1["train_loss"] for r0, r1 in zip(info0["history"], info1["history"], strict=False)
     )
     checkpoint = torch.load(ddp_dir / "ckpt.pt", weights_only=True)
     assert checkpoint["epoch"] == 2 and len(checkpoint["data"]) == 2  # every rank's data state

@@ -553,7 +553,7 @@ def two_patch_occlusion(
     for i in range(n):
         a, b = _cells_far_apart(rng, grid, set(), min_distance)
         bits = rng.integers(0, 2, size=2)
-        for (r, c), bit in zip((a, b), bits):
+        for (r, c), bit in zip((a, b), bits, strict=False):
             images[i, 0, r * p : (r + 1) * p, c * p : (c + 1) * p] = patterns[bit]
         free = [(r, c) for r in range(grid) for c in range(grid) if (r, c) not in (a, b)]
         for idx in rng.permutation(len(free))[:clutter]:
