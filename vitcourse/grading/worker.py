@@ -85,9 +85,34 @@ def apply_limits(spec: dict) -> None:
     limit(resource.RLIMIT_CPU, int(spec["cpu_seconds"]), int(spec["cpu_seconds"]) + 2)
     limit(resource.RLIMIT_FSIZE, int(spec["fsize_mb"]) * 1024 * 1024)
     if spec.get("nproc"):
-        limit(resource.RLIMIT_NPROC, int(spec["nproc"]))
+        if spec.get("sandboxed"):
+            limit(resource.RLIMIT_NPROC, int(spec["nproc"]))  # counted inside our namespace
+        else:
+            # counted over all of this user's threads on the machine: allow nproc more
+            tasks = _count_user_tasks()
+            if tasks is not None:
+                limit(resource.RLIMIT_NPROC, tasks + int(spec["nproc"]))
     # writing past FSIZE then fails with an OSError the student can see, instead of a signal
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def _count_user_tasks() -> int | None:
+    """Threads of processes owned by this user (what RLIMIT_NPROC counts); None without /proc."""
+    uid = str(os.getuid())
+    total = 0
+    try:
+        entries = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    for pid in entries:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if fields.get("Uid", "").split()[:1] == [uid]:
+            total += int(fields.get("Threads", "1").strip() or 1)
+    return total
 
 
 def _child(channel_fd: int, output_fd: int, control_fd: int, spec: dict) -> None:
@@ -108,11 +133,11 @@ def _child(channel_fd: int, output_fd: int, control_fd: int, spec: dict) -> None
         os.makedirs(scratch, exist_ok=True)
         os.chdir(scratch)
         os.environ.update(HOME=scratch, TMPDIR=scratch)
-        apply_limits(spec)
         if spec.get("drop_uid") is not None:  # root without a sandbox: run as nobody
             os.setgroups([])
             os.setgid(int(spec["drop_uid"]))
             os.setuid(int(spec["drop_uid"]))
+        apply_limits(spec)
         _serve(socket.socket(fileno=channel_fd), spec)
     except BaseException:  # noqa: B036 - whatever happens, end this process here
         code = 70
@@ -267,6 +292,7 @@ def zygote(control_fd: int, sandboxed: bool) -> None:
                 os.close(fd)
             continue
         spec = channel.recv(control, max_bytes=1 << 20)
+        spec["sandboxed"] = sandboxed
         if sandboxed:
             spec["scratch"] = SCRATCH
         pid = os.fork()
