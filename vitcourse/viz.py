@@ -171,3 +171,110 @@ def hierarchy_diagram(grid: int = 8, window: int = 4, stages: int = 3, ax=None):
     ax.set_aspect("equal")
     ax.axis("off")
     return ax
+
+
+# ---- chapter 3: hands-on training, distillation, resolution, pretrained weights -------------
+
+
+def plot_history(histories: dict, title: str = ""):
+    """Training curves from :func:`vitcourse.train.fit` histories: loss (left), accuracy (right).
+
+    Args:
+        histories: ``{name: history}``, each history a list of per-epoch dicts with ``epoch``,
+            ``train_loss``, ``train_accuracy`` and optionally ``test_loss``, ``test_accuracy``.
+
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for k, (name, history) in enumerate(histories.items()):
+        color = f"C{k}"
+        epochs = [h["epoch"] for h in history]
+        for ax, key in zip(axes, ("loss", "accuracy")):
+            ax.plot(epochs, [h[f"train_{key}"] for h in history], color=color, ls="--", label=f"{name} train")
+            if f"test_{key}" in history[0]:
+                ax.plot(epochs, [h[f"test_{key}"] for h in history], color=color, label=f"{name} test")
+    axes[0].set_ylabel("cross-entropy")
+    axes[1].set_ylabel("accuracy")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_errorbars(x, series: dict, xlabel: str, ylabel: str = "test accuracy", title: str = "", logx: bool = False):
+    """Mean +/- standard deviation curves, one per entry of ``series`` (``{name: (means, stds)}``).
+
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, (means, stds) in series.items():
+        ax.errorbar(x, means, yerr=stds, marker="o", capsize=3, label=name)
+    if logx:
+        ax.set_xscale("log")
+        ax.set_xticks(list(x))
+        ax.set_xticklabels([str(v) for v in x])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bars(names, means, stds, ylabel: str = "test accuracy", title: str = "", ylim=None):
+    """Horizontal bars with error bars (e.g. the distillation table). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    positions = list(range(len(names)))[::-1]
+    ax.barh(positions, means, xerr=stds, capsize=3, color=[f"C{k % 10}" for k in range(len(names))])
+    ax.set_yticks(positions)
+    ax.set_yticklabels(names)
+    ax.set_xlabel(ylabel)
+    if ylim is not None:
+        ax.set_xlim(*ylim)
+    ax.grid(alpha=0.3, axis="x")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rollout_on_image(image, rollout_map, title: str = ""):
+    """An image ``(3, H, W)`` in [0, 1] beside its attention-rollout map ``(rows, cols)`` overlaid.
+
+    The map is upsampled to the image size (bilinear) and drawn as a semi-transparent heat map.
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+    import torch.nn.functional as F
+
+    array = _as_hwc(image)
+    height, width = array.shape[:2]
+    heat = torch.as_tensor(rollout_map, dtype=torch.float32)[None, None]
+    heat = F.interpolate(heat, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-12)
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
+    axes[0].imshow(array)
+    axes[0].set_title("input")
+    axes[1].imshow(array)
+    axes[1].imshow(heat.numpy(), cmap="inferno", alpha=0.6)
+    axes[1].set_title("attention rollout (class token)")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
