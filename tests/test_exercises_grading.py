@@ -54,6 +54,21 @@ def test_every_exercise_has_hidden_tests():
         assert (ROOT / "exercises" / f"{exercise}.ipynb").is_file(), exercise
 
 
+def test_every_check_is_run_by_an_exercise():
+    import re
+
+    import nbformat
+
+    from vitcourse.checks import CHECK_NAMES
+
+    used = set()
+    for exercise in EXERCISES:
+        for cell in nbformat.read(ROOT / "exercises" / f"{exercise}.ipynb", as_version=4).cells:
+            if cell.cell_type == "code":
+                used |= set(re.findall(r'check\("(\w+)", \w+\)', cell.source))
+    assert used == set(CHECK_NAMES)
+
+
 @pytest.mark.parametrize("exercise", EXERCISES)
 def test_solution_scores_full_marks(exercise):
     namespace = notebook_namespace(ROOT / "solutions" / f"{exercise}.ipynb", f"_graded_solution_{exercise}")
