@@ -210,14 +210,15 @@ def grade(exercise: str, submissions: list[tuple[str, Path]], out: Path, *, jobs
             done.put(None)
 
     started = time.monotonic()
-    threads = [threading.Thread(target=slot, args=(i,), daemon=True) for i in range(jobs)]
+    threads = [threading.Thread(target=slot, args=(i,), daemon=True)
+               for i in range(jobs if todo else 0)]
     for t in threads:
         t.start()
     finished = 0
     counts: dict[str, int] = {}
     bar = tqdm(total=len(todo), unit="notebook", desc=f"grading {exercise}", disable=not progress)
     try:
-        running = len(threads) if todo else 0
+        running = len(threads)
         while running:
             result = done.get()
             if result is None:
