@@ -237,7 +237,7 @@ def _student(namespace) -> Student:
 def test_call_module_and_raised_exceptions():
     ns = {"__name__": "__main__"}
     exec("import torch\nfrom torch import nn\n"
-         "def f(x, k=1): return x * k\n"
+         "def f(x, k=1, name=''): return x * k\n"
          "def g(): raise ValueError('no')\n"
          "class MyError(ValueError): pass\n"
          "def h(): raise MyError('mine')\n"
@@ -251,7 +251,7 @@ def test_call_module_and_raised_exceptions():
          "    def forward(self, x): return self.lin(x)\n", ns)
     student = _student(ns)
     x = torch.randn(2, 3)
-    assert torch.equal(student.call("f", x, k=3), x * 3)
+    assert torch.equal(student.call("f", x, k=3, name="n"), x * 3)  # 'name' is a fine kwarg
     with pytest.raises(StudentRaised) as info:
         student.call("g")
     assert info.value.type_name == "ValueError" and "no" in str(info.value)

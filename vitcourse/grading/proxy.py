@@ -55,7 +55,7 @@ class Student:
     def __init__(self, transport: Callable[[dict], Any]):
         self._transport = transport
 
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call the student's top-level ``name(*args, **kwargs)`` and return its (data) value."""
         if not isinstance(name, str):
             raise TypeError(f"student.call(name): expected a str, got {type(name).__name__}")
