@@ -107,9 +107,14 @@ def hiding_args(hide: list[Path]) -> tuple[list[str], list[str]]:
         if any(_inside(target, n) for n in needed):
             warnings.append(f"{target} holds the Python installation; it stays visible")
             continue
+        if not target.is_dir():  # a file (e.g. a worktree's .git): an empty file over it
+            args += ["--ro-bind", "/dev/null", str(target)]
+            done.append(target)
+            continue
         args += ["--tmpfs", str(target)]
         for path in needed:
-            if _inside(path, target):
+            if _inside(path, target) and not any(
+                    other != path and _inside(path, other) for other in needed):
                 args += ["--ro-bind", str(path), str(path)]
         args += ["--remount-ro", str(target)]
         done.append(target)
