@@ -363,3 +363,24 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(["grade", "--gradescope-bundle", "x", "--exercise", "x"]) == 2
     assert main(["grade", "--gradescope-bundle", "../x"]) == 2
     assert "not a valid exercise id" in capsys.readouterr().err
+
+
+def test_hiding_args_hide_folders_files_and_keep_the_python_installation(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from vitcourse.grading.sandbox import hiding_args
+
+    repo = Path(__file__).resolve().parents[1]
+    args, warnings = hiding_args([repo, repo / "tests", tmp_path, Path(sys.prefix),
+                                  repo / "pyproject.toml"])
+    text = " ".join(args)
+    assert f"--tmpfs {repo} " in text and f"--remount-ro {repo}" in text
+    assert str(repo / "tests") not in text  # already hidden with the repository
+    assert str(tmp_path) not in text  # the sandbox has its own empty /tmp
+    assert f"--ro-bind {repo / 'vitcourse'} {repo / 'vitcourse'}" in text  # bound back
+    assert any("Python installation" in w for w in warnings) or str(Path(sys.prefix)).startswith(
+        str(repo))
+    this_file = Path(__file__).resolve()
+    file_args, _ = hiding_args([this_file])
+    assert file_args == ["--ro-bind", "/dev/null", str(this_file)]
