@@ -30,6 +30,11 @@ def main(argv=None) -> int:
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.2], help="training-set fractions")
     parser.add_argument("--student-epochs", type=int, default=None, help="default: the ViT recipe's")
     parser.add_argument("--teacher-epochs", type=int, default=None, help="default: the CNN recipe's")
+    parser.add_argument(
+        "--fixed-epochs", action="store_true",
+        help="keep the epochs for every fraction (default: divide them by the fraction, so that a "
+        "smaller training set gets the same number of optimisation steps)",
+    )
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--tau", type=float, default=1.0)
     parser.add_argument("--out", default=None, help="write all runs and the summaries as JSON here")
@@ -37,12 +42,19 @@ def main(argv=None) -> int:
 
     results = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                            "cpu": platform.processor() or platform.machine()}, "experiments": []}
+    from vitcourse.train import CNN_RECIPE, DIGITS_RECIPE
+
     for fraction in args.fractions:
         started = time.perf_counter()
-        print(f"== training fraction {fraction} ==", flush=True)
+        student_epochs = args.student_epochs or DIGITS_RECIPE["fit"]["epochs"]
+        teacher_epochs = args.teacher_epochs or CNN_RECIPE["fit"]["epochs"]
+        if not args.fixed_epochs:
+            student_epochs = max(1, round(student_epochs / fraction))
+            teacher_epochs = max(1, round(teacher_epochs / fraction))
+        print(f"== training fraction {fraction}: student {student_epochs} epochs, teacher {teacher_epochs} ==", flush=True)
         result = run_distillation_experiment(
-            seeds=tuple(args.seeds), train_fraction=fraction, student_epochs=args.student_epochs,
-            teacher_epochs=args.teacher_epochs, alpha=args.alpha, tau=args.tau,
+            seeds=tuple(args.seeds), train_fraction=fraction, student_epochs=student_epochs,
+            teacher_epochs=teacher_epochs, alpha=args.alpha, tau=args.tau,
             log=lambda line: print("  " + line, flush=True),
         )
         print(f"\ntrain images: {result['settings']['train_size']}, test images: {result['settings']['test_size']}, "

@@ -251,3 +251,13 @@ def test_bench_train_prints_the_recipe_and_the_result_lines(monkeypatch, capsys)
     assert lines[-1].startswith("digits_vit test_accuracy=") and "train_seconds=" in lines[-1]
     accuracy = float(lines[-1].split()[1].split("=")[1])
     assert 0 <= accuracy <= 1
+
+
+def test_small_cnn_shapes_and_errors():
+    model = SmallCNN(in_chans=3, num_classes=7, width=4).eval()
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 7)
+    with pytest.raises(ValueError, match=r"x must be \(B, 3, H, W\)"):
+        model(torch.randn(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="width"):
+        SmallCNN(width=0)
