@@ -195,8 +195,9 @@ def test_timm_parity_small_random_config():
     ours.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), reference(x), atol=1e-5, rtol=0)
-    assert math.isclose(float(ours(x).abs().mean()), float(reference(x).abs().mean()), rel_tol=1e-5)
+        expected = reference(x)
+        torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=0)
+    assert expected.abs().mean() > 0.1  # random heads: the outputs are not all zero
 
 
 # ---- the experiment (tiny settings: the mechanics, not the numbers) --------------------------------
