@@ -71,7 +71,7 @@ def plot_patch_grid(image, patch_size: int, gap: int = 3, title: str = ""):
     return fig
 
 
-def plot_similarity_grid(similarity, grid, titles=None, ncols: int = 4, suptitle: str = ""):
+def plot_similarity_grid(similarity, grid, titles=None, ncols: int = 4, suptitle: str = "", vmin: float = -1.0, vmax: float = 1.0):
     """Small multiples of token-to-token similarity maps on the patch grid.
 
     Args:
@@ -79,6 +79,7 @@ def plot_similarity_grid(similarity, grid, titles=None, ncols: int = 4, suptitle
             grid tokens (e.g. cosine similarity of position embeddings).
         grid: ``(rows, cols)``.
         titles: K panel titles.
+        vmin, vmax: the colour scale, shared by all panels.
 
     Returns the matplotlib figure.
     """
@@ -89,14 +90,14 @@ def plot_similarity_grid(similarity, grid, titles=None, ncols: int = 4, suptitle
     rows, cols = grid
     count = sim.shape[0]
     nrows = -(-count // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.2 * nrows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 1.9 * nrows + 0.5), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
         if k >= count:
             ax.axis("off")
             continue
-        image = ax.imshow(sim[k].reshape(rows, cols), cmap="viridis", vmin=-1, vmax=1)
+        image = ax.imshow(sim[k].reshape(rows, cols), cmap="viridis", vmin=vmin, vmax=vmax)
         if titles is not None:
             ax.set_title(titles[k], fontsize=9)
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="cosine similarity")
@@ -123,7 +124,7 @@ def set_prediction_diagram(cost, rows, cols, row_labels, col_labels, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.5))
     image = ax.imshow(cost, cmap="magma_r")
-    for r, c in zip(rows, cols):
+    for r, c in zip(rows, cols, strict=True):
         ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="cyan", lw=2.5))
     for (r, c), value in np.ndenumerate(cost):
         ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8,
