@@ -74,7 +74,7 @@ def test_random_masking_keeps_the_right_number_and_agrees_with_mask():
     keep, mask = random_masking(64, 16, 0.75, generator=torch.Generator().manual_seed(0))
     assert keep.shape == (64, 4) and mask.shape == (64, 16)
     assert (mask.sum(1) == 12).all()
-    for row_keep, row_mask in zip(keep, mask):
+    for row_keep, row_mask in zip(keep, mask, strict=True):
         assert sorted(row_keep.tolist()) == row_keep.tolist()
         assert set(row_keep.tolist()) == set((~row_mask).nonzero().flatten().tolist())
     # different images get different subsets, and the generator makes it reproducible
