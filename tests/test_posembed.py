@@ -192,7 +192,7 @@ def _trained_model(**extra):
     model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3, **extra)
     optimiser = torch.optim.SGD(model.parameters(), lr=0.5)
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 3, (8,))
-    for _ in range(3):
+    for _ in range(2):
         optimiser.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         optimiser.step()

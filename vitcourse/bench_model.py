@@ -19,6 +19,9 @@ with and without it, and the time it costs. On CUDA the numbers come from the ca
 allocator's statistics; elsewhere from :class:`TensorMemoryTracker`, which follows every tensor
 storage created during the step from allocation until it is freed.
 
+On a CPU shared with other processes, ``--threads 1`` gives much steadier numbers: with
+several threads per process, one descheduled thread stalls every parallel operator.
+
 The last line printed is machine-readable::
 
     ratio_vs_timm_fwd_bwd=<x> ratio_vs_naive_fwd_bwd=<y> config=<name> device=<d>

@@ -239,7 +239,8 @@ class VisionTransformer(nn.Module):
         reg_tokens: number of learned register tokens after the class token (Darcet et al.).
         no_embed_class: position embeddings cover the patch tokens only (timm's flag, used by
             DeiT III and big_vision checkpoints); by default they cover the prefix tokens too.
-        norm_first: Pre-LN (default) or Post-LN blocks.
+        norm_first: Pre-LN (default) or Post-LN blocks (the final LayerNorm is kept either
+            way, so the state-dict keys do not depend on it).
         grad_checkpointing: recompute each block's activations in the backward pass instead of
             storing them (less memory, about one more forward pass of time).
         dynamic_img_size: accept any image whose sides are multiples of p, resampling the
