@@ -45,6 +45,13 @@ def test_memory_tracker_counts_live_tensors():
     assert tracker.peak == 8000
     assert tracker.live == 4000
     del b, view
+    weight = torch.ones(10, 10)  # made before: its views and in-place updates are not counted
+    with TensorMemoryTracker() as tracker:
+        transposed = weight.t()
+        weight.add_(1.0)
+        flat = weight.flatten()
+    assert tracker.peak == 0
+    del transposed, flat
 
 
 def test_bench_rejects_unknown_config():

@@ -235,11 +235,18 @@ class TensorMemoryTracker(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # An output sharing an input's storage (a view, an in-place op) allocated nothing; this
+        # also keeps views of parameters and inputs, made before the block, out of the count.
+        inputs = {
+            id(t.untyped_storage())
+            for t in torch.utils._pytree.tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor) and t.device.type != "meta"
+        }
         for tensor in torch.utils._pytree.tree_leaves(out):
             if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
                 storage = tensor.untyped_storage()
                 key = id(storage)
-                if key not in self._seen:
+                if key not in self._seen and key not in inputs:
                     self._seen.add(key)
                     self.live += storage.nbytes()
                     self.peak = max(self.peak, self.live)
