@@ -101,3 +101,28 @@ def test_measurement_helpers_reject_bad_input():
         token_spread(torch.randn(3, 4))
     with pytest.raises(ValueError, match="x must be"):
         residual_stream_rms([], torch.randn(3, 4))
+
+
+def test_input_gradient_map_support_is_the_conv_receptive_field():
+    # L stacked 3x3 convolutions: one output depends on exactly a (2L + 1)^2 window.
+    import torch.nn as nn
+
+    from vitcourse.analysis import input_gradient_map
+
+    torch.manual_seed(0)
+    for layers in (1, 3):
+        convs = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(layers)])
+        grad = input_gradient_map(convs, torch.randn(1, 1, 15, 15), (0, 0, 7, 7))
+        assert grad.shape == (15, 15)
+        support = (grad > 0).nonzero()
+        assert support.min(dim=0).values.tolist() == [7 - layers, 7 - layers]
+        assert support.max(dim=0).values.tolist() == [7 + layers, 7 + layers]
+
+
+def test_input_gradient_map_rejects_a_batch():
+    import pytest
+
+    from vitcourse.analysis import input_gradient_map
+
+    with pytest.raises(ValueError, match="one image"):
+        input_gradient_map(lambda t: t, torch.randn(2, 1, 4, 4), (0,))

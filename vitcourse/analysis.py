@@ -216,3 +216,22 @@ def residual_stream_rms(blocks: Sequence[torch.nn.Module], x: torch.Tensor) -> t
         x = block(x)
         values.append(x.pow(2).mean().sqrt())
     return torch.stack(values)
+
+
+# ---- receptive fields ------------------------------------------------------------------------
+
+
+def input_gradient_map(fn, x: torch.Tensor, index) -> torch.Tensor:
+    """``|d fn(x)[index] / d x|`` summed over the channels: which pixels one output depends on.
+
+    ``x`` is one image ``(1, C, H, W)``; ``fn`` maps it to any tensor and ``index`` picks the
+    output entries to differentiate (their sum if it selects several, e.g. all channels of one
+    position of a feature map). The support of the result (its non-zero pixels) is the
+    theoretical receptive field of that output; its profile is the *effective* receptive field
+    (Luo et al., 2016). Returns ``(H, W)``.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"x must be one image of shape (1, C, H, W), got {getattr(x, 'shape', type(x))}")
+    x = x.detach().clone().requires_grad_(True)
+    fn(x)[index].sum().backward()
+    return x.grad.abs().sum(dim=(0, 1))
