@@ -60,20 +60,34 @@ def _tagged(cell, tag: str) -> bool:
     return tag in cell.get("metadata", {}).get("tags", [])
 
 
+def _restamped(old, new_cell):
+    """``old`` with ``new_cell``'s source, or ``new_cell`` when there is no ``old``.
+
+    An unchanged cell is kept as it is, with its id, execution count and outputs, so that
+    re-stamping an executed notebook changes nothing.
+    """
+    if old is None:
+        return new_cell
+    if old.source != new_cell.source:
+        old.source = new_cell.source
+        if old.cell_type == "code":
+            old.outputs, old.execution_count = [], None
+    return old
+
+
 def stamp_notebook(nb, notebook_path: str, repo_url: str, branch: str) -> bool:
     """Put the badge first and the install cell first among code cells; return True if changed."""
     before = nbformat.writes(nb)
-    cells = [c for c in nb.cells if not _tagged(c, BADGE_TAG) and not _tagged(c, INSTALL_TAG)]
+    old_badge = next((c for c in nb.cells if _tagged(c, BADGE_TAG)), None)
+    old_install = next((c for c in nb.cells if _tagged(c, INSTALL_TAG)), None)
+    cells = [c for c in nb.cells if c is not old_badge and c is not old_install]
+
     badge = nbformat.v4.new_markdown_cell(badge_source(repo_url, branch, notebook_path))
     badge.metadata["tags"] = [BADGE_TAG]
     install = nbformat.v4.new_code_cell(install_source(repo_url, branch))
     install.metadata["tags"] = [INSTALL_TAG]
-    # Keep the ids of existing cells stable, so a re-stamp does not churn the diff.
-    for old in nb.cells:
-        if _tagged(old, BADGE_TAG) and "id" in old:
-            badge["id"] = old["id"]
-        if _tagged(old, INSTALL_TAG) and "id" in old:
-            install["id"] = old["id"]
+    badge, install = _restamped(old_badge, badge), _restamped(old_install, install)
+
     first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
     cells.insert(first_code, install)
     cells.insert(0, badge)
