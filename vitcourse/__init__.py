@@ -14,12 +14,17 @@ from .model import (
     register_model,
 )
 from .analysis import (
+    SavedTensorMeter,
     attention_crossover,
     attention_map_bytes,
     attention_rollout,
     checkpointed_qk_bytes,
+    input_gradient_map,
     mhsa_macs,
     min_object_size,
+    residual_stream_rms,
+    ring_attention,
+    token_spread,
 )
 from .patches import patchify, unpatchify
 from .posembed import resample_pos_embed, sincos_pos_embed_2d
