@@ -187,7 +187,7 @@ def _interleaved(steps: dict[str, Callable[[], None]], repeats: int, iterations:
 
 def _median_ratio(mine: list[float], other: list[float]) -> float:
     """Median over rounds of (other's time / my time), i.e. my speed-up over ``other``."""
-    return statistics.median(o / m for m, o in zip(mine, other))
+    return statistics.median(o / m for m, o in zip(mine, other, strict=True))
 
 
 def matmul_tflops(device: str, dtype: torch.dtype, size: int, seconds: float = 0.5) -> float:
@@ -430,12 +430,17 @@ def _report_checkpointing(model, x, y, device, autocast, repeats, min_time) -> N
     for enabled in (False, True):
         model.set_grad_checkpointing(enabled)
         results[enabled] = measure_checkpointing(model, x, y, device, autocast)
-    steps = {}
-    for enabled in (False, True):
-        def step(enabled=enabled, inner=_step_functions(model, x, y, autocast)["fwd_bwd"]):
+    train_step = _step_functions(model, x, y, autocast)["fwd_bwd"]
+
+    def with_checkpointing(enabled: bool) -> Callable[[], None]:
+        def step() -> None:
             model.set_grad_checkpointing(enabled)
-            inner()
-        steps[enabled] = step
+            train_step()
+
+        return step
+
+    steps = {enabled: with_checkpointing(enabled) for enabled in (False, True)}
+    for step in steps.values():
         step()
     iterations = max(1, math.ceil(min_time / max(_time(steps[True], 1, device), 1e-6)))
     times = _interleaved(steps, repeats, iterations, device)

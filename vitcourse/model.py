@@ -76,7 +76,7 @@ class PatchEmbed(nn.Module):
         self.patch_size = _pair(patch_size, "patch_size")
         self.in_chans = _positive_int(in_chans, "in_chans")
         _positive_int(embed_dim, "embed_dim")
-        for side, p in zip(self.img_size, self.patch_size):
+        for side, p in zip(self.img_size, self.patch_size, strict=True):
             if side % p:
                 raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
