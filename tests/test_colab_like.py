@@ -89,7 +89,10 @@ def colab_python(tmp_path_factory) -> Path:
     )
     if pip.returncode:
         pytest.fail(f"could not build the Colab-like environment:\n{pip.stderr[-3000:]}")
-    probe = subprocess.run([str(python), "-c", "import vitcourse"], capture_output=True, text=True)
+    # From a neutral folder: the checkout's own vitcourse/ must not shadow the question.
+    probe = subprocess.run(
+        [str(python), "-c", "import vitcourse"], capture_output=True, text=True, cwd=venv.parent
+    )
     assert probe.returncode != 0, "the fresh environment must not have vitcourse yet"
     return python
 

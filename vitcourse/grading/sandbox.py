@@ -67,7 +67,18 @@ def bwrap_works() -> bool:
 
 def _base_bwrap_args() -> list[str]:
     return ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            *_rebind_needed_under_tmp(),
             "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+
+
+def _rebind_needed_under_tmp() -> list[str]:
+    """The sandbox's /tmp is a fresh empty tmpfs. Where the Python installation or this package
+    live under the host's /tmp (a checkout or a virtualenv there, as in a CI clone), bind them
+    back read-only, and only them: the rest of that folder stays out of sight."""
+    tmp = Path("/tmp").resolve()
+    needed = [n for n in _needed_paths() if _inside(n, tmp) and n != tmp]
+    outermost = [n for n in needed if not any(o != n and _inside(n, o) for o in needed)]
+    return sum((["--ro-bind", str(p), str(p)] for p in outermost), [])
 
 
 def _needed_paths() -> list[Path]:
@@ -102,8 +113,10 @@ def hiding_args(hide: list[Path]) -> tuple[list[str], list[str]]:
     for target in sorted({p.resolve() for p in hide if p.exists()}, key=lambda p: len(p.parts)):
         if any(_inside(target, d) for d in done) or target == Path("/"):
             continue
-        if any(_inside(target, Path(p)) for p in ("/tmp", "/dev", "/proc")):
-            continue  # the sandbox has its own empty /tmp, /dev and /proc already
+        if any(_inside(target, Path(p)) for p in ("/dev", "/proc")):
+            continue  # the sandbox has its own /dev and /proc
+        if _inside(target, Path("/tmp").resolve()) and not any(_inside(n, target) for n in needed):
+            continue  # the sandbox has its own empty /tmp; only what is bound back needs hiding
         if any(_inside(target, n) for n in needed):
             warnings.append(f"{target} holds the Python installation; it stays visible")
             continue
