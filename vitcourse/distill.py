@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import VisionTransformer, register_model
+from .model import DIGITS_CONFIG, VisionTransformer, register_model
 
 __all__ = [
     "DistilledVisionTransformer",
@@ -119,18 +119,7 @@ register_model(
     "deit_base_distilled_patch16_224", DistilledVisionTransformer, patch_size=16, embed_dim=768, depth=12, num_heads=12
 )
 # The course-scale student for digits (8 x 8, patch 2), the same shape as "vit_digits".
-register_model(
-    "deit_digits_distilled",
-    DistilledVisionTransformer,
-    img_size=8,
-    patch_size=2,
-    in_chans=1,
-    num_classes=10,
-    embed_dim=64,
-    depth=4,
-    num_heads=4,
-    mlp_ratio=2.0,
-)
+register_model("deit_digits_distilled", DistilledVisionTransformer, **DIGITS_CONFIG)
 
 
 # ---- the losses -------------------------------------------------------------------------------

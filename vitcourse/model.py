@@ -506,14 +506,7 @@ register_model("vit_base_patch16_224", patch_size=16, embed_dim=768, depth=12, n
 register_model("vit_large_patch16_224", patch_size=16, embed_dim=1024, depth=24, num_heads=16)
 
 # Course scale: 8 x 8 grey digits, 2 x 2 patches -> a 4 x 4 grid of 16 tokens (+ class token).
-register_model(
-    "vit_digits",
-    img_size=8,
-    patch_size=2,
-    in_chans=1,
-    num_classes=10,
-    embed_dim=64,
-    depth=4,
-    num_heads=4,
-    mlp_ratio=2.0,
+DIGITS_CONFIG = dict(
+    img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0
 )
+register_model("vit_digits", **DIGITS_CONFIG)
