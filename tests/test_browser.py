@@ -72,7 +72,7 @@ def browser():
         browser.close()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ids_in(path: Path) -> frozenset[str]:
     return frozenset(re.findall(r'\bid="([^"]+)"', path.read_text(encoding="utf-8")))
 

@@ -3,16 +3,6 @@
 The public API, re-exported from the modules that define it.
 """
 
-from .model import (
-    Attention,
-    Block,
-    Mlp,
-    PatchEmbed,
-    VisionTransformer,
-    create_model,
-    list_models,
-    register_model,
-)
 from .analysis import (
     SavedTensorMeter,
     attention_crossover,
@@ -26,16 +16,7 @@ from .analysis import (
     ring_attention,
     token_spread,
 )
-from .patches import patchify, unpatchify
-from .posembed import resample_pos_embed, sincos_pos_embed_2d
-from .pretrained import (
-    convert_hf_state_dict,
-    convert_jax_npz,
-    from_pretrained_timm,
-    load_hf_state_dict,
-    load_jax_npz,
-    load_timm_state_dict,
-)
+from .convnet import SmallCNN
 from .data import (
     Batches,
     ImageData,
@@ -48,8 +29,27 @@ from .data import (
     two_halves_counting,
     two_patch_occlusion,
 )
-from .train import DIGITS_RECIPE, default_device, evaluate, fit
-from .convnet import SmallCNN
 from .distill import DistilledVisionTransformer, distillation_loss, run_distillation_experiment
+from .model import (
+    Attention,
+    Block,
+    Mlp,
+    PatchEmbed,
+    VisionTransformer,
+    create_model,
+    list_models,
+    register_model,
+)
+from .patches import patchify, unpatchify
+from .posembed import resample_pos_embed, sincos_pos_embed_2d
+from .pretrained import (
+    convert_hf_state_dict,
+    convert_jax_npz,
+    from_pretrained_timm,
+    load_hf_state_dict,
+    load_jax_npz,
+    load_timm_state_dict,
+)
+from .train import DIGITS_RECIPE, default_device, evaluate, fit
 
 __version__ = "0.1.0"

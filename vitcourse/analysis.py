@@ -152,7 +152,7 @@ class SavedTensorMeter:
             self._storages[pointer] = storage.nbytes()
         return tensor  # keep the tensor itself: measuring must not change what is saved
 
-    def __enter__(self) -> "SavedTensorMeter":
+    def __enter__(self) -> SavedTensorMeter:
         self._storages.clear()
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor)
         self._hooks.__enter__()

@@ -192,7 +192,7 @@ def plot_history(histories: dict, title: str = ""):
     for k, (name, history) in enumerate(histories.items()):
         color = f"C{k}"
         epochs = [h["epoch"] for h in history]
-        for ax, key in zip(axes, ("loss", "accuracy")):
+        for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
             ax.plot(epochs, [h[f"train_{key}"] for h in history], color=color, ls="--", label=f"{name} train")
             if f"test_{key}" in history[0]:
                 ax.plot(epochs, [h[f"test_{key}"] for h in history], color=color, label=f"{name} test")
