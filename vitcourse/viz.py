@@ -20,6 +20,17 @@ def show_source(obj) -> None:
     display(Markdown(f"```python\n{source}```"))
 
 
+def _image_figure(fig, axes, title: str = ""):
+    """Finish a figure of image panels: no ticks, an optional title, tight layout."""
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 # ---- chapter 1: pixels to tokens, attention, positions ---------------------------------------
 
 
@@ -62,13 +73,7 @@ def plot_patch_grid(image, patch_size: int, gap: int = 3, title: str = ""):
     axes[0].set_title(f"{height} x {width} image, {patch_size} x {patch_size} patches")
     axes[1].imshow(exploded, cmap=cmap)
     axes[1].set_title(f"{rows} x {cols} = {rows * cols} patches (tokens)")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _image_figure(fig, axes, title)
 
 
 def plot_similarity_grid(similarity, grid, titles=None, ncols: int = 4, suptitle: str = "", vmin: float = -1.0, vmax: float = 1.0):
@@ -272,10 +277,4 @@ def plot_rollout_on_image(image, rollout_map, title: str = ""):
     axes[1].imshow(array)
     axes[1].imshow(heat.numpy(), cmap="inferno", alpha=0.6)
     axes[1].set_title("attention rollout (class token)")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _image_figure(fig, axes, title)
