@@ -13,15 +13,19 @@ data-only channel); the sandboxed one is marked slow.
 
 from __future__ import annotations
 
+import importlib
 import json
 import textwrap
+import warnings
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from vitcourse.grading.direct import in_process_student, notebook_namespace
+from vitcourse.grading.direct import graded_notebook, in_process_student
+from vitcourse.grading.guard import reference_guards
 from vitcourse.grading.notebook import read_notebook, run_cells
-from vitcourse.grading.runner import load_hidden_tests, run_test
+from vitcourse.grading.runner import load_hidden_suite, run_test
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = ROOT / "tests" / "hidden"
@@ -29,18 +33,21 @@ EXERCISES = sorted(p.stem for p in (ROOT / "solutions").glob("*.ipynb"))
 SEEDS = (0, 1, 2)
 
 
-def grade_namespace(exercise: str, namespace: dict, seed: int):
+def grade_namespace(exercise: str, namespace: dict, seed: int, suite=None):
     """``(score, max_score, results)`` of the hidden tests against an in-process namespace."""
-    tests = load_hidden_tests(HIDDEN, exercise)
+    suite = suite or load_hidden_suite(HIDDEN, exercise)
     student = in_process_student(namespace)
-    results = [run_test(test, student, None, seed) for test in tests]
+    results = [run_test(test, student, None, seed) for test in suite.tests]
     return sum(r.points for r in results), sum(r.max_points for r in results), results
 
 
 def grade_source(exercise: str, source: str, seed: int = 0):
-    namespace: dict = {}
-    exec(compile(textwrap.dedent(source), f"<submission for {exercise}>", "exec"), namespace)
-    return grade_namespace(exercise, namespace, seed)
+    """Grade Python ``source`` as a one-cell submission, its reference answers guarded."""
+    suite = load_hidden_suite(HIDDEN, exercise)
+    namespace: dict = {"__name__": f"_submission_{exercise}"}
+    with reference_guards(suite.reference_answers, cells_namespace=namespace, trusted=(suite.module,)):
+        exec(compile(textwrap.dedent(source), f"<submission for {exercise}>", "exec"), namespace)
+        return grade_namespace(exercise, namespace, seed, suite)
 
 
 def _report(results) -> str:
@@ -57,8 +64,6 @@ def test_every_exercise_has_hidden_tests():
 def test_every_check_is_run_by_an_exercise():
     import re
 
-    import nbformat
-
     from vitcourse.checks import CHECK_NAMES
 
     used = set()
@@ -71,20 +76,26 @@ def test_every_check_is_run_by_an_exercise():
 
 @pytest.mark.parametrize("exercise", EXERCISES)
 def test_solution_scores_full_marks(exercise):
-    namespace = notebook_namespace(ROOT / "solutions" / f"{exercise}.ipynb", f"_graded_solution_{exercise}")
-    for seed in SEEDS:
-        score, max_score, results = grade_namespace(exercise, namespace, seed)
-        assert score == max_score > 0, f"seed {seed}:\n{_report(results)}"
+    suite = load_hidden_suite(HIDDEN, exercise)
+    path = ROOT / "solutions" / f"{exercise}.ipynb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a cell error (a refused reference included) fails the test
+        with graded_notebook(path, f"_graded_solution_{exercise}", suite.reference_answers, suite.module) as namespace:
+            for seed in SEEDS:
+                score, max_score, results = grade_namespace(exercise, namespace, seed, suite)
+                assert score == max_score > 0, f"seed {seed}:\n{_report(results)}"
 
 
 @pytest.mark.parametrize("exercise", EXERCISES)
 def test_exercise_runs_top_to_bottom_and_scores_zero(exercise, capsys):
     # A student's first "run all" must finish: no cell outside the stubs calls a stub directly.
+    suite = load_hidden_suite(HIDDEN, exercise)
     namespace: dict = {"__name__": f"_exercise_{exercise}", "display": lambda *args, **kwargs: None}
-    errors = run_cells(read_notebook(ROOT / "exercises" / f"{exercise}.ipynb"), namespace)
-    assert not errors, [e.describe() for e in errors]
-    assert "is not implemented yet" in capsys.readouterr().out  # the check cells said so
-    score, max_score, results = grade_namespace(exercise, namespace, 0)
+    with reference_guards(suite.reference_answers, cells_namespace=namespace, trusted=(suite.module,)):
+        errors = run_cells(read_notebook(ROOT / "exercises" / f"{exercise}.ipynb"), namespace)
+        assert not errors, [e.describe() for e in errors]
+        assert "is not implemented yet" in capsys.readouterr().out  # the check cells said so
+        score, max_score, results = grade_namespace(exercise, namespace, 0, suite)
     assert score == 0 and max_score > 0, _report(results)
     assert all(r.status == "failed" for r in results), _report(results)
     assert all("NotImplementedError" in r.feedback for r in results), _report(results)
@@ -372,11 +383,12 @@ WRONG = {
     # forgets the ValueError (silently crops)
     "01_patches/no_error": (
         """
-        from vitcourse.patches import patchify as _reference
-
         def patchify(images, patch_size):
-            h, w = images.shape[-2:]
-            return _reference(images[..., : h - h % patch_size, : w - w % patch_size], patch_size)
+            p = patch_size
+            b, c, h, w = images.shape
+            images = images[..., : h - h % p, : w - w % p]
+            grid = images.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
+            return grid.reshape(b, (h // p) * (w // p), c * p * p)
         """,
         {"test_patchify_rejects_bad_height", "test_patchify_rejects_bad_width"},
     ),
@@ -453,10 +465,10 @@ WRONG = {
     "07_long_range/counts_tokens": (
         """
         import torch
-        from vitcourse.checks import reference_same_object_mask as same_object_mask
 
         def count_objects(ids):
-            same_object_mask(ids)  # validation
+            if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.dtype != torch.long or (ids < 0).any():
+                raise ValueError("ids must be a (B, N) int64 tensor of non-negative ids")
             return (ids != 0).sum(dim=1)
         """,
         {"test_count_random_ids", "test_count_split_halves"},
@@ -530,12 +542,18 @@ WRONG = {
     "05_positions/rows_first": (
         """
         import torch
-        from vitcourse.posembed import sincos_pos_embed_2d as _reference
 
         def sincos_pos_embed_2d(embed_dim, grid, num_prefix_tokens=0, temperature=10000.0):
-            table = _reference(embed_dim, grid, num_prefix_tokens, temperature)
-            half = embed_dim // 2
-            return torch.cat([table[..., half:], table[..., :half]], dim=-1)
+            if embed_dim <= 0 or embed_dim % 4:
+                raise ValueError("embed_dim must be a positive multiple of 4")
+            rows, cols = grid
+            omega = temperature ** -(torch.arange(embed_dim // 4, dtype=torch.float64) / (embed_dim // 4))
+            y, x = torch.meshgrid(torch.arange(rows, dtype=torch.float64),
+                                  torch.arange(cols, dtype=torch.float64), indexing="ij")
+            y, x = y.reshape(-1, 1) * omega, x.reshape(-1, 1) * omega
+            table = torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=1)  # rows first: wrong
+            table = torch.cat([torch.zeros(num_prefix_tokens, embed_dim, dtype=torch.float64), table])
+            return table.float().unsqueeze(0)
         """,
         {"test_random_rectangular_grid", "test_tall_grid", "test_prefix_tokens", "test_temperature"},
     ),
@@ -569,6 +587,35 @@ def test_wrong_submissions_lose_points(name):
         assert score < max_score
 
 
+# ---- handing in the package's own answer: zero --------------------------------------------
+
+
+def _reference_submissions(exercise: str) -> dict[str, str]:
+    """Submissions that answer with the package's references: imported under the student's
+    name, or wrapped in a function (for a class: subclassed)."""
+    answers = load_hidden_suite(HIDDEN, exercise).reference_answers
+    alias, wrapped = [], []
+    for student_name, path in answers.items():
+        module, _, attribute = path.rpartition(".")
+        alias.append(f"from {module} import {attribute} as {student_name}")
+        wrapped.append(f"import {module}")
+        if isinstance(getattr(importlib.import_module(module), attribute), type):
+            wrapped.append(f"class {student_name}({path}):\n    pass")
+        else:
+            wrapped.append(f"def {student_name}(*args, **kwargs):\n    return {path}(*args, **kwargs)")
+    return {"alias": "\n".join(alias), "wrapped": "\n".join(wrapped)}
+
+
+@pytest.mark.parametrize("style", ["alias", "wrapped"])
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_the_package_reference_scores_zero(exercise, style):
+    source = _reference_submissions(exercise)[style]
+    score, max_score, results = grade_source(exercise, source)
+    assert score == 0 < max_score, f"{source}\n{_report(results)}"
+    assert all(r.status == "failed" and "own answer to this exercise" in r.feedback for r in results), \
+        f"{source}\n{_report(results)}"
+
+
 # ---- the real grader, sandboxed --------------------------------------------------------------
 
 
@@ -583,16 +630,23 @@ def test_sandboxed_grader_scores_solution_and_stub(exercise, tmp_path):
     submissions.mkdir()
     for who, folder in (("solution", "solutions"), ("stub", "exercises")):
         (submissions / f"{who}.ipynb").write_bytes((ROOT / folder / f"{exercise}.ipynb").read_bytes())
+    # the generated exercise with the package's answer pasted in after the stubs
+    notebook = nbformat.read(ROOT / "exercises" / f"{exercise}.ipynb", as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(_reference_submissions(exercise)["alias"]))
+    nbformat.write(notebook, submissions / "reference.ipynb")
     out = tmp_path / "out"
-    grade(exercise, [("solution", submissions / "solution.ipynb"), ("stub", submissions / "stub.ipynb")],
+    who = ("solution", "stub", "reference")
+    grade(exercise, [(name, submissions / f"{name}.ipynb") for name in who],
           out, jobs=1, hidden_dir=HIDDEN, seed=7, progress=False)
     book = Gradebook(out / "gradebook.sqlite")
     try:
-        solution = book.results_json("solution", exercise)
-        stub = book.results_json("stub", exercise)
+        solution, stub, reference = (book.results_json(name, exercise) for name in who)
     finally:
         book.close()
     max_score = sum(t["max_score"] for t in solution["tests"])
     assert solution["score"] == max_score > 0, json.dumps(solution, indent=1)
     assert stub["score"] == 0, json.dumps(stub, indent=1)
     assert all(t["status"] == "failed" for t in stub["tests"]), json.dumps(stub, indent=1)
+    assert reference["score"] == 0, json.dumps(reference, indent=1)
+    assert all("own answer to this exercise" in t["output"] for t in reference["tests"]), \
+        json.dumps(reference, indent=1)

@@ -2,9 +2,9 @@
 instructor's solution notebook in-process (no sandbox).
 
 Each test module names its exercise in ``EXERCISE``; the ``student`` fixture runs the code cells
-of ``solutions/<EXERCISE>.ipynb`` once per module (IPython syntax skipped, exactly as the grader
-does) and answers ``student.call`` / ``student.module`` with the same data-only values as the
-sandboxed worker. ``rng`` is a seeded ``torch.Generator``.
+of ``solutions/<EXERCISE>.ipynb`` once per module (IPython syntax skipped and the module's
+``REFERENCE_ANSWERS`` guarded, exactly as the grader does) and answers ``student.call`` /
+``student.module`` with the same data-only values as the sandboxed worker. ``rng`` is a seeded ``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitcourse.grading.direct import in_process_student, notebook_namespace
+from vitcourse.grading.direct import graded_notebook, in_process_student
 
 SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
 SEED = 20240607
@@ -29,8 +29,9 @@ def student(request):
     path = SOLUTIONS / f"{exercise}.ipynb"
     if not path.exists():
         pytest.skip(f"no solution notebook {path}")
-    namespace = notebook_namespace(path, f"_solution_{exercise}")
-    return in_process_student(namespace)
+    answers = getattr(request.module, "REFERENCE_ANSWERS", {})
+    with graded_notebook(path, f"_solution_{exercise}", answers, request.module) as namespace:
+        yield in_process_student(namespace)
 
 
 @pytest.fixture

@@ -11,6 +11,11 @@ from vitcourse.grading.hidden import expect_raises, expect_tensor, points
 from vitcourse.patches import patchify as reference_patchify
 
 EXERCISE = "01_patches"
+# the package's answers, refused to the submission while it is graded
+REFERENCE_ANSWERS = {
+    "patchify": "vitcourse.patches.patchify",
+    "unpatchify": "vitcourse.patches.unpatchify",
+}
 
 
 def _int(rng, low, high):

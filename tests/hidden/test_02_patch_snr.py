@@ -8,6 +8,10 @@ from vitcourse.analysis import min_object_size as reference
 from vitcourse.grading.hidden import GradingFailure, expect_number, points
 
 EXERCISE = "02_patch_snr"
+# the package's answers, refused to the submission while it is graded
+REFERENCE_ANSWERS = {
+    "min_object_size": "vitcourse.analysis.min_object_size",
+}
 
 
 def _uniform(rng, low, high):

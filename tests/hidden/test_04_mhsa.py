@@ -10,6 +10,10 @@ from vitcourse.grading.hidden import GradingFailure, expect_raises, expect_tenso
 from vitcourse.model import Attention
 
 EXERCISE = "04_mhsa"
+# the package's answers, refused to the submission while it is graded
+REFERENCE_ANSWERS = {
+    "MultiHeadSelfAttention": "vitcourse.model.Attention",
+}
 NAME = "MultiHeadSelfAttention"
 
 

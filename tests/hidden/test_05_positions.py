@@ -7,6 +7,10 @@ from vitcourse.grading.hidden import expect_raises, expect_tensor, points
 from vitcourse.posembed import sincos_pos_embed_2d as reference
 
 EXERCISE = "05_positions"
+# the package's answers, refused to the submission while it is graded
+REFERENCE_ANSWERS = {
+    "sincos_pos_embed_2d": "vitcourse.posembed.sincos_pos_embed_2d",
+}
 
 
 def _int(rng, low, high):

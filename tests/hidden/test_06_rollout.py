@@ -6,6 +6,10 @@ from vitcourse.analysis import attention_rollout as reference
 from vitcourse.grading.hidden import expect_raises, expect_tensor, points
 
 EXERCISE = "06_rollout"
+# the package's answers, refused to the submission while it is graded
+REFERENCE_ANSWERS = {
+    "attention_rollout": "vitcourse.analysis.attention_rollout",
+}
 
 
 def _int(rng, low, high):

@@ -10,6 +10,11 @@ from vitcourse.checks import reference_count_objects, reference_same_object_mask
 from vitcourse.grading.hidden import expect_raises, expect_tensor, points
 
 EXERCISE = "07_long_range"
+# the package's answers, refused to the submission while it is graded
+REFERENCE_ANSWERS = {
+    "same_object_mask": "vitcourse.checks.reference_same_object_mask",
+    "count_objects": "vitcourse.checks.reference_count_objects",
+}
 
 
 def _int(rng, low, high):

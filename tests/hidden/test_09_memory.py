@@ -6,6 +6,11 @@ from vitcourse.analysis import attention_map_bytes, checkpointed_qk_bytes
 from vitcourse.grading.hidden import expect_number, expect_raises, points
 
 EXERCISE = "09_memory"
+# the package's answers, refused to the submission while it is graded
+REFERENCE_ANSWERS = {
+    "attention_map_bytes": "vitcourse.analysis.attention_map_bytes",
+    "checkpointed_qk_bytes": "vitcourse.analysis.checkpointed_qk_bytes",
+}
 
 
 def _int(rng, low, high):

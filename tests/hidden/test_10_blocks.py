@@ -7,6 +7,7 @@ from vitcourse.grading.hidden import GradingFailure, expect_tensor, points
 from vitcourse.model import Block as ReferenceBlock
 
 EXERCISE = "10_blocks"
+REFERENCE_ANSWERS = {"Block": "vitcourse.model.Block"}  # the package's answers, refused to the submission
 
 
 def _int(rng, low, high):

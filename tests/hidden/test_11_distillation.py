@@ -7,6 +7,10 @@ from vitcourse.distill import distillation_loss as reference
 from vitcourse.grading.hidden import expect_raises, expect_tensor, points
 
 EXERCISE = "11_distillation"
+# the package's answers, refused to the submission while it is graded
+REFERENCE_ANSWERS = {
+    "distillation_loss": "vitcourse.distill.distillation_loss",
+}
 
 
 def _int(rng, low, high):

@@ -137,11 +137,11 @@ def grade(exercise: str, submissions: list[tuple[str, Path]], out: Path, *, jobs
     from tqdm.auto import tqdm
 
     from .gradebook import Gradebook, write_results_json
-    from .runner import GraderError, grade_submission, load_hidden_tests
+    from .runner import GraderError, grade_submission, load_hidden_suite
     from .sandbox import Limits, WorkerConfig, Zygote, bwrap_works
 
     try:
-        tests = load_hidden_tests(Path(hidden_dir), exercise)
+        suite = load_hidden_suite(Path(hidden_dir), exercise)
     except GraderError as exc:
         raise GraderCannotRun(str(exc)) from None
     try:
@@ -201,7 +201,7 @@ def grade(exercise: str, submissions: list[tuple[str, Path]], out: Path, *, jobs
                     student, path = work.get_nowait()
                 except queue.Empty:
                     return
-                done.put(grade_submission(student, path, exercise, tests, zygote, seed))
+                done.put(grade_submission(student, path, suite, zygote, seed))
         except BaseException as exc:  # noqa: B036 - reported by the main thread
             fatal.append(exc)
             stop.set()

@@ -1,7 +1,9 @@
 """Trusted side: load an exercise's hidden tests and grade one submission with them.
 
 Hidden tests are the module's functions named ``test_*`` carrying a ``points`` attribute, run in
-definition order with ``student`` and ``rng`` passed by parameter name. Each test is decided
+definition order with ``student`` and ``rng`` passed by parameter name. The module's
+``REFERENCE_ANSWERS`` (optional) names the package's own answers to the exercise, which the
+submission may not use while it is graded (see ``guard``). Each test is decided
 here: it passes by returning; ``GradingFailure`` (and its ``StudentRaised``/``StudentCrashed``)
 scores 0 with its message; any other exception is a bug in the hidden test, scored 0 with status
 "error" and a neutral message for the student (details stay in the instructor's gradebook).
@@ -19,9 +21,11 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
+from .guard import validate_reference_answers
 from .hidden import GradingFailure, StudentCrashed, StudentRaised
 from .notebook import InvalidNotebook, parse_notebook
 from .proxy import Student
@@ -39,6 +43,16 @@ class HiddenTest:
     title: str
     points: float
     function: Callable
+
+
+@dataclass(frozen=True)
+class HiddenSuite:
+    """An exercise's graded tests and the package references a submission may not call."""
+
+    exercise: str
+    tests: list[HiddenTest]
+    reference_answers: dict[str, str]  # the name a student defines -> the package's answer
+    module: ModuleType
 
 
 @dataclass
@@ -75,7 +89,13 @@ class SubmissionResult:
 
 
 def load_hidden_tests(hidden_dir: Path, exercise: str) -> list[HiddenTest]:
-    """Import ``hidden_dir/test_<exercise>.py`` (trusted code) and list its graded tests."""
+    """The graded tests of ``hidden_dir/test_<exercise>.py``."""
+    return load_hidden_suite(hidden_dir, exercise).tests
+
+
+def load_hidden_suite(hidden_dir: Path, exercise: str) -> HiddenSuite:
+    """Import ``hidden_dir/test_<exercise>.py`` (trusted code): its graded tests and the
+    reference answers it forbids."""
     if not EXERCISE_ID.match(exercise):
         raise GraderError(f"--exercise: {exercise!r} is not a valid exercise id (letters, digits, _)")
     path = Path(hidden_dir) / f"test_{exercise}.py"
@@ -105,7 +125,11 @@ def load_hidden_tests(hidden_dir: Path, exercise: str) -> list[HiddenTest]:
         tests.append(HiddenTest(name, doc[0] if doc else name, float(fn.points), fn))
     if not tests:
         raise GraderError(f"{path} has no graded tests (functions test_* decorated with @points)")
-    return tests
+    try:  # resolved here, in the trusted process, before any submission runs
+        answers = validate_reference_answers(getattr(module, "REFERENCE_ANSWERS", {}), str(path))
+    except ValueError as exc:
+        raise GraderError(str(exc)) from None
+    return HiddenSuite(exercise, tests, answers, module)
 
 
 def test_seed(run_seed: int, test_name: str) -> int:
@@ -118,9 +142,11 @@ class SandboxStudent:
     crash inside one test a fresh child re-runs the notebook for the next test (a bounded number
     of times), unless running the notebook itself crashed."""
 
-    def __init__(self, zygote, cells: list[dict], n_requests: int):
+    def __init__(self, zygote, cells: list[dict], n_requests: int,
+                 reference_answers: dict[str, str] | None = None):
         self.zygote = zygote
         self.cells = cells
+        self.reference_answers = reference_answers or {}
         self.n_requests = n_requests
         self.session = None
         self.fatal: str | None = None  # running the notebook itself failed
@@ -141,7 +167,7 @@ class SandboxStudent:
         self.restarts_left -= 1
         self.session = self.zygote.session(self.cells, self.n_requests)
         try:
-            self.session.run_notebook()
+            self.session.run_notebook(self.reference_answers)
         except StudentCrashed as crash:
             self.fatal = str(crash)
             raise
@@ -200,9 +226,9 @@ def run_test(test: HiddenTest, student: Student, transport: SandboxStudent | Non
     return result("passed", "")
 
 
-def grade_submission(student_id: str, path: Path, exercise: str, tests: list[HiddenTest],
-                     zygote, seed: int) -> SubmissionResult:
+def grade_submission(student_id: str, path: Path, suite: HiddenSuite, zygote, seed: int) -> SubmissionResult:
     """Grade one notebook: never raises for anything the student did."""
+    exercise, tests = suite.exercise, suite.tests
     started = time.time()
     try:
         data = Path(path).read_bytes()
@@ -223,7 +249,7 @@ def grade_submission(student_id: str, path: Path, exercise: str, tests: list[Hid
                                    "not run: the notebook could not be read") for t in tests]
         result.finished_at = time.time()
         return result
-    transport = SandboxStudent(zygote, cells, len(tests))
+    transport = SandboxStudent(zygote, cells, len(tests), suite.reference_answers)
     student = Student(transport)
     try:
         transport.start()

@@ -383,9 +383,11 @@ class Session:
         self._reader.start()
         self.cells = cells
 
-    def run_notebook(self) -> None:
-        """Run the notebook's cells in the child; raises StudentCrashed if that kills it."""
-        reply = self._exchange({"op": "exec", "cells": self.cells}, "running your notebook's cells")
+    def run_notebook(self, reference_answers: dict[str, str] | None = None) -> None:
+        """Run the notebook's cells in the child, with ``reference_answers`` guarded (see
+        ``guard``); raises StudentCrashed if that kills it."""
+        reply = self._exchange({"op": "exec", "cells": self.cells, "reference_answers": dict(reference_answers or {})},
+                               "running your notebook's cells")
         value = reply.get("value") if type(reply) is dict else None
         errors = value.get("cell_errors") if type(value) is dict else None
         if type(errors) is not list:

@@ -50,7 +50,7 @@ def _preimport() -> None:
             __import__(name)
         except Exception:  # an optional library missing is not the zygote's problem
             pass
-    from . import calls, channel, notebook  # noqa: F401 - the child needs them
+    from . import calls, channel, guard, notebook  # noqa: F401 - the child needs them
 
 
 def _prctl(option: int, value: int) -> None:
@@ -153,6 +153,7 @@ def _child(channel_fd: int, output_fd: int, control_fd: int, spec: dict) -> None
 def _serve(sock: socket.socket, spec: dict) -> None:
     from . import channel
     from .calls import handle
+    from .guard import ReferenceGuards
     from .notebook import Cell, notebook_builtins, run_cells
 
     max_reply = int(spec["max_reply_bytes"])
@@ -162,6 +163,8 @@ def _serve(sock: socket.socket, spec: dict) -> None:
     module.__dict__.update(notebook_builtins())
     sys.modules["__main__"] = module
     namespace = module.__dict__
+    # Before any student code runs, so that no import of a reference escapes its guard.
+    ReferenceGuards(request.get("reference_answers") or {}, cells_namespace=namespace).install()
     errors = run_cells(cells, namespace)
     _reply(sock, {"ok": True, "value": {"cell_errors": [
         {"index": e.index, "type_name": e.type_name, "message": e.message} for e in errors]}},
