@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ def test_bench_cli_last_line(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert LAST_LINE.match(lines[-1]), lines[-1]
     assert any("kept for backward" in line for line in lines)
+    assert any(line.startswith("floor: ") for line in lines)
 
 
 def test_naive_reference_computes_the_same_logits():
@@ -57,3 +59,25 @@ def test_memory_tracker_counts_live_tensors():
 def test_bench_rejects_unknown_config():
     with pytest.raises(ValueError, match="unknown model name 'vit_nope'"):
         cli.main(["bench", "model", "--config", "vit_nope", "--device", "cpu"])
+
+
+def test_linear_floor_does_exactly_the_linear_layers_matrix_products():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vitcourse.bench_model import count_flops, linear_matmuls
+
+    torch.manual_seed(0)
+    model = create_model("vit_digits")
+    batch, tokens, dim, hidden, depth, classes = 3, 1 + (8 // 2) ** 2, 64, 128, 4, 10
+    x, y = torch.randn(batch, 1, 8, 8), torch.randint(0, classes, (batch,))
+    # closed form: per Linear (rows x in -> out), a forward and two backward products of 2*rows*in*out
+    rows = batch * tokens
+    per_block = rows * (dim * 3 * dim + dim * dim + dim * hidden + hidden * dim)
+    expected = 3 * 2 * (depth * per_block + batch * dim * classes)
+    floor = linear_matmuls(model, x, torch.float32)
+    with FlopCounterMode(display=False) as counter:
+        floor()
+    assert counter.get_total_flops() == expected
+    # and the model's own training step does all of those products and more (attention, patches)
+    _, step_flops = count_flops(model, x, y, autocast=nullcontext)
+    assert step_flops > expected

@@ -13,6 +13,11 @@ the per-round ratios. On CUDA everything runs under bf16 autocast, ``--compile``
 ``torch.compile``d variants, and the achieved TFLOP/s (counted with
 ``torch.utils.flop_counter``) is printed next to a measured dense matmul rate.
 
+Next to them runs a floor (:func:`linear_matmuls`): only the matrix products of the Linear
+layers in a training step, at the same shapes. Every implementation of the config must do those
+products, so the naive model's time over the floor's bounds the speed-up any implementation can
+have over it on this machine; on a small config the two are close, whatever the attention does.
+
 ``--checkpointing`` also measures what gradient checkpointing buys: the memory of the tensors
 kept for the backward pass (live after the forward pass) and the peak during a training step,
 with and without it, and the time it costs. On CUDA the numbers come from the caching
@@ -214,6 +219,44 @@ def count_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast) ->
     return forward, counter.get_total_flops()
 
 
+def linear_matmuls(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> Callable[[], None]:
+    """A step doing only the matrix products of ``model``'s Linear layers in a training step.
+
+    For a Linear ``y = a W^T + b`` on ``a`` of shape ``(rows, in)``: ``addmm`` forward, and
+    backward ``g W`` (gradient of ``a``) and ``g^T a`` (gradient of ``W``), on tensors of the
+    shapes one forward pass of ``x`` gives. Every implementation of the config does these
+    products (the naive reference does the same ones, q, k and v split three ways), so no model
+    can train faster than this step runs: it is a floor, measured at the same shapes.
+    """
+    shapes: list[tuple[nn.Linear, int]] = []
+    hooks = [layer.register_forward_hook(lambda layer, args, out: shapes.append((layer, args[0].numel() // layer.in_features)))
+             for layer in model.modules() if isinstance(layer, nn.Linear)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    operands = []
+    for layer, rows in shapes:
+        weight = layer.weight.detach().to(dtype)
+        bias = None if layer.bias is None else layer.bias.detach().to(dtype)
+        inputs = torch.randn(rows, layer.in_features, device=weight.device, dtype=dtype)
+        grad = torch.randn(rows, layer.out_features, device=weight.device, dtype=dtype)
+        operands.append((inputs, weight, bias, grad))
+
+    def step() -> None:
+        for inputs, weight, bias, grad in operands:
+            if bias is None:
+                inputs @ weight.t()
+            else:
+                torch.addmm(bias, inputs, weight.t())
+            grad @ weight
+            grad.t() @ inputs
+
+    return step
+
+
 class TensorMemoryTracker(TorchDispatchMode):
     """Bytes of tensor storage created inside the ``with`` block and not yet freed.
 
@@ -286,6 +329,8 @@ def measure_checkpointing(model: VisionTransformer, x: torch.Tensor, y: torch.Te
 
 
 # ---- the command -----------------------------------------------------------------------------
+
+FLOOR = "linear matmuls only"  # the step of linear_matmuls, timed with the models
 
 
 def _config(name: str) -> dict:
@@ -377,6 +422,8 @@ def main(args: argparse.Namespace) -> int:
     for name, model in models.items():
         for kind, step in _step_functions(model, x, y, autocast).items():
             steps[f"{name}:{kind}"] = step
+    if "naive" in models:
+        steps[f"{FLOOR}:fwd_bwd"] = linear_matmuls(ours, x, torch.bfloat16 if on_cuda else torch.float32)
     for step in steps.values():  # warm up (and compile)
         step()
         step()
@@ -412,6 +459,14 @@ def main(args: argparse.Namespace) -> int:
         other, kind = key.split(":")
         mine = "ours+compile" if other == "timm+compile" else "ours"
         print(f"median ratio {mine} / {other} ({kind.replace('_', '+')}): {value:.3f}x")
+
+    if "naive" in models:
+        floor = times[f"{FLOOR}:fwd_bwd"]
+        share = statistics.median(f / m for f, m in zip(floor, times["ours:fwd_bwd"], strict=True))
+        ceiling = _median_ratio(floor, times["naive:fwd_bwd"])
+        print(f"floor: the Linear layers' matrix products alone (fwd+bwd, same shapes) take {share:.0%} "
+              f"of our step; even if all else were free, no model of this config could beat naive by "
+              f"more than {ceiling:.2f}x here")
 
     if args.checkpointing:
         _report_checkpointing(ours, x, y, device, autocast, args.repeats, min_time)
