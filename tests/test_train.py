@@ -261,3 +261,24 @@ def test_small_cnn_shapes_and_errors():
         model(torch.randn(2, 1, 8, 8))
     with pytest.raises(ValueError, match="width"):
         SmallCNN(width=0)
+
+
+def test_bf16_autocast_path_trains_a_distilled_vit_with_a_teacher(digits):
+    # amp=True takes the mixed-precision path CUDA takes by default; on the CPU it is the same
+    # autocast (bf16 matmuls, float32 loss), so the whole path runs here.
+    train, test = digits
+    torch.manual_seed(0)
+    teacher = SmallCNN(in_chans=1, num_classes=10).eval()
+    student = DistilledVisionTransformer(img_size=8, patch_size=4, in_chans=1, num_classes=10,
+                                         embed_dim=32, depth=2, num_heads=2)
+    seen = []
+    hook = student.head.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    history = fit(student, train, epochs=3, lr=3e-3, batch_size=32, amp=True, teacher=teacher,
+                  distillation="hard", eval_data=test, progress=False, seed=0)
+    hook.remove()
+    assert torch.bfloat16 in seen  # autocast was on
+    assert all(math.isfinite(record["train_loss"]) for record in history)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    # evaluating in bf16 agrees with float32 up to a few flipped predictions
+    assert abs(evaluate(student, test, amp=True)["accuracy"] - evaluate(student, test)["accuracy"]) <= 3 / len(test)
+

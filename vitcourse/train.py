@@ -167,10 +167,14 @@ def _place(model: nn.Module, data: ImageData, device, name: str) -> tuple[ImageD
 
 
 def _autocast(device: torch.device, amp: bool | None):
+    """bf16 autocast: on by default on CUDA; ``amp=True`` also runs it on the CPU, which is
+    slow there but follows the same mixed-precision path (how the tests reach it)."""
     enabled = (device.type == "cuda") if amp is None else bool(amp)
-    if enabled and device.type != "cuda":
-        raise ValueError(f"amp=True needs a CUDA device (bf16 autocast), got {device}")
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled) if device.type == "cuda" else _Null()
+    if not enabled:
+        return _Null()
+    if device.type not in ("cuda", "cpu"):
+        raise ValueError(f"amp=True needs a CUDA or CPU device (bf16 autocast), got {device}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 class _cpu_threads:
@@ -381,7 +385,8 @@ def fit(
             ViT's second head takes the teacher's signal (DeiT).
         device: ``None`` (train where the model is; the data must be there too), ``'auto'``
             (:func:`default_device`) or a device name (model and data are moved there).
-        amp: bf16 autocast; ``None`` means on for CUDA, off otherwise.
+        amp: bf16 autocast; ``None`` means on for CUDA, off otherwise (``True`` on the CPU works,
+            slowly: the same mixed-precision path, for testing it without a GPU).
         seed: seeds the batch order and augmentation.
         progress: show a ``tqdm`` progress bar (rank 0 only).
         checkpoint: a file written after every epoch (atomically).
