@@ -1,4 +1,5 @@
-"""Smoke test of `vitcourse bench model` on the tiny digits config, and of its parts."""
+"""Smoke test of `vitcourse bench model` on the tiny digits config, and of its parts
+(vitcourse.measure, vitcourse.naive_vit)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from vitcourse import cli, create_model
-from vitcourse.bench_model import NaiveViT, TensorMemoryTracker, _naive_twin
+from vitcourse.measure import TensorMemoryTracker
+from vitcourse.naive_vit import NaiveViT, naive_twin
 
 LAST_LINE = re.compile(
     r"^ratio_vs_timm_fwd_bwd=(\d+\.\d+|nan) ratio_vs_naive_fwd_bwd=(\d+\.\d+) config=vit_digits device=cpu$"
@@ -30,7 +32,7 @@ def test_bench_cli_last_line(capsys):
 def test_naive_reference_computes_the_same_logits():
     torch.manual_seed(0)
     ours = create_model("vit_digits").eval()
-    naive = _naive_twin(ours)
+    naive = naive_twin(ours)
     assert isinstance(naive, NaiveViT)
     assert hasattr(naive.blocks[0].attn, "q") and not hasattr(naive.blocks[0].attn, "qkv")
     x = torch.randn(3, 1, 8, 8)
@@ -64,7 +66,7 @@ def test_bench_rejects_unknown_config():
 def test_linear_floor_does_exactly_the_linear_layers_matrix_products():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vitcourse.bench_model import count_flops, linear_matmuls
+    from vitcourse.measure import count_flops, linear_matmuls
 
     torch.manual_seed(0)
     model = create_model("vit_digits")
