@@ -236,3 +236,25 @@ def test_set_image_size_round_trip_keeps_grad_flag():
     model.pos_embed.requires_grad_(False)
     model.set_image_size(64)
     assert model.pos_embed.shape == (1, 1 + 64, 32) and not model.pos_embed.requires_grad
+
+
+@pytest.mark.parametrize("new", [(8, 10), (7, 9), (2, 3)])  # enlarging, odd factors, shrinking
+def test_antialiased_bicubic_equals_pil_resize(new):
+    # PIL's bicubic resize (a = -0.5, support widened when shrinking) on a one-channel float image
+    from PIL import Image
+
+    grid = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    pos_embed = torch.from_numpy(grid).reshape(1, 20, 1)
+    ours = resample_pos_embed(pos_embed, new, old_grid=(4, 5), num_prefix_tokens=0, antialias=True)
+    pil = np.asarray(Image.fromarray(grid, mode="F").resize((new[1], new[0]), Image.BICUBIC))
+    np.testing.assert_allclose(ours.reshape(new).numpy(), pil, atol=2e-6)
+
+
+def test_antialias_changes_bicubic_even_when_enlarging_but_not_bilinear():
+    pos_embed = torch.randn(1, 1 + 16, 8, generator=torch.Generator().manual_seed(0))
+
+    def grow(mode, antialias):
+        return resample_pos_embed(pos_embed, (7, 7), mode=mode, antialias=antialias)
+
+    assert torch.allclose(grow("bilinear", True), grow("bilinear", False), atol=1e-6)
+    assert (grow("bicubic", True) - grow("bicubic", False)).abs().max() > 1e-2

@@ -9,7 +9,9 @@ How the implementations out there relate (tests/test_posembed.py checks the firs
 against timm, transformers and scipy):
 
 * timm ``resample_abs_pos_embed``: equal to :func:`resample_pos_embed` with the same arguments
-  (bicubic, ``antialias=True`` by default). Antialiasing only matters when shrinking.
+  (bicubic, ``antialias=True`` by default). Antialiasing is not only about shrinking: PyTorch's
+  antialiased bicubic also uses another cubic kernel (a = -0.5, as PIL) than the plain one
+  (a = -0.75), so the two differ when enlarging too; for bilinear they agree when enlarging.
 * Hugging Face ``ViTEmbeddings.interpolate_pos_encoding`` (current transformers, which passes
   the target size; old versions passed a scale factor with 0.1 added, which changed the
   result): bicubic without antialiasing, i.e. ``resample_pos_embed(..., antialias=False)``.
@@ -64,8 +66,9 @@ def resample_pos_embed(
         num_prefix_tokens: leading tokens (class, distillation, registers) copied unchanged.
         mode: ``torch.nn.functional.interpolate`` mode.
         antialias: use the antialiased kernel (only bilinear and bicubic have one; ignored for
-            the other modes). It changes the result only when shrinking the grid. ``True``
-            matches timm; ``False`` matches Hugging Face and DeiT.
+            the other modes). For bilinear it changes only shrinking; for bicubic it also
+            changes enlarging (another cubic kernel, see above). ``True`` matches timm;
+            ``False`` matches Hugging Face and DeiT.
         align_corners: as in ``F.interpolate`` (bilinear and bicubic only); ``True`` with
             ``mode="bilinear"`` matches the original JAX code.
 
