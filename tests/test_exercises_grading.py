@@ -636,8 +636,9 @@ def test_sandboxed_grader_scores_solution_and_stub(exercise, tmp_path):
     nbformat.write(notebook, submissions / "reference.ipynb")
     out = tmp_path / "out"
     who = ("solution", "stub", "reference")
-    grade(exercise, [(name, submissions / f"{name}.ipynb") for name in who],
-          out, jobs=1, hidden_dir=HIDDEN, seed=7, progress=False)
+    summary = grade(exercise, [(name, submissions / f"{name}.ipynb") for name in who],
+                    out, jobs=1, hidden_dir=HIDDEN, seed=7, progress=False)
+    assert "1 called the package's reference answer" in summary, summary
     book = Gradebook(out / "gradebook.sqlite")
     try:
         solution, stub, reference = (book.results_json(name, exercise) for name in who)
@@ -650,3 +651,5 @@ def test_sandboxed_grader_scores_solution_and_stub(exercise, tmp_path):
     assert reference["score"] == 0, json.dumps(reference, indent=1)
     assert all("own answer to this exercise" in t["output"] for t in reference["tests"]), \
         json.dumps(reference, indent=1)
+    assert "called the package's own answer" in reference["output"]
+    assert "own answer" not in solution["output"] + stub["output"]

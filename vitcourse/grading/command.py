@@ -214,7 +214,7 @@ def grade(exercise: str, submissions: list[tuple[str, Path]], out: Path, *, jobs
                for i in range(jobs if todo else 0)]
     for t in threads:
         t.start()
-    finished = 0
+    finished = used_reference = 0
     counts: dict[str, int] = {}
     bar = tqdm(total=len(todo), unit="notebook", desc=f"grading {exercise}", disable=not progress)
     try:
@@ -227,6 +227,7 @@ def grade(exercise: str, submissions: list[tuple[str, Path]], out: Path, *, jobs
             book.record(result)  # one transaction per submission, as soon as it finishes
             write_results_json(book, out, result.student, exercise)
             counts[result.status] = counts.get(result.status, 0) + 1
+            used_reference += result.used_reference
             finished += 1
             bar.update(1)
     finally:
@@ -240,7 +241,9 @@ def grade(exercise: str, submissions: list[tuple[str, Path]], out: Path, *, jobs
         raise GraderCannotRun(f"the grading worker failed: {fatal[0]}")
     elapsed = time.monotonic() - started
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing new"
-    return (f"graded {finished} submission(s) of {exercise} in {elapsed:.1f} s ({status}); "
+    references = (f"; {used_reference} called the package's reference answer (see their feedback)"
+                  if used_reference else "")
+    return (f"graded {finished} submission(s) of {exercise} in {elapsed:.1f} s ({status}){references}; "
             f"{skipped} already graded; sandbox: {sandbox}; seed {seed}; results in {out}")
 
 

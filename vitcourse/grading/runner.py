@@ -25,12 +25,14 @@ from types import ModuleType
 
 import torch
 
-from .guard import validate_reference_answers
+from .guard import ReferenceUseError, validate_reference_answers
 from .hidden import GradingFailure, StudentCrashed, StudentRaised
 from .notebook import InvalidNotebook, parse_notebook
 from .proxy import Student
 
 EXERCISE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# how a refused reference shows in a test's feedback (the worker reports the qualified type name)
+REFUSAL = f"{ReferenceUseError.__module__}.{ReferenceUseError.__qualname__}"
 
 
 class GraderError(Exception):
@@ -86,6 +88,11 @@ class SubmissionResult:
     @property
     def max_score(self) -> float:
         return float(sum(t.max_points for t in self.tests))
+
+    @property
+    def used_reference(self) -> bool:
+        """Did a test fail because the code called the package's reference answer?"""
+        return any(REFUSAL in t.feedback for t in self.tests)
 
 
 def load_hidden_tests(hidden_dir: Path, exercise: str) -> list[HiddenTest]:
@@ -258,6 +265,9 @@ def grade_submission(student_id: str, path: Path, suite: HiddenSuite, zygote, se
     finally:
         transport.close()
     notes = []
+    if result.used_reference:
+        notes.append("Some tests scored 0 because your code called the package's own answer to this "
+                     "exercise; their feedback says which.")
     if transport.fatal and transport.cell_errors is None:
         notes.append(f"Running your notebook failed: {transport.fatal}")
     for e in transport.cell_errors or []:
