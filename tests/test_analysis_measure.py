@@ -1,8 +1,18 @@
 """Measurement helpers of vitcourse.analysis, checked against closed forms."""
 
+import math
+
+import pytest
 import torch
 
-from vitcourse.analysis import SavedTensorMeter
+from vitcourse import create_model
+from vitcourse.analysis import (
+    SavedTensorMeter,
+    attention_rollout,
+    residual_stream_rms,
+    ring_attention,
+    token_spread,
+)
 
 
 def test_meter_counts_the_saved_output_of_exp():
@@ -126,3 +136,28 @@ def test_input_gradient_map_rejects_a_batch():
 
     with pytest.raises(ValueError, match="one image"):
         input_gradient_map(lambda t: t, torch.randn(2, 1, 4, 4), (0,))
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="sharpness must be a positive finite number"):
+        ring_attention(8, math.inf)
+    with pytest.raises(ValueError, match="sharpness"):
+        ring_attention(8, math.nan)
+    layer = torch.full((1, 2, 3, 3), 1 / 3)
+    with pytest.raises(TypeError, match=r"attentions\[0\] is torch.int64"):
+        attention_rollout([layer.long()])
+    with pytest.raises(TypeError, match=r"attentions\[1\] is torch.float64"):
+        attention_rollout([layer, layer.double()])
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        token_spread(torch.ones(1, 4, 8, dtype=torch.long))
+    model = create_model("vit_digits")
+    with pytest.raises(TypeError, match="blocks must be a sequence of blocks"):
+        residual_stream_rms(model, torch.zeros(1, 17, 64))
+    with pytest.raises(TypeError, match="exclude must be a tensor or an iterable of tensors"):
+        SavedTensorMeter(exclude=5)
+
+
+def test_token_spread_of_identical_tokens_is_zero_even_when_they_are_zero():
+    x = torch.zeros(2, 4, 8)
+    x[1] = torch.randn(8)  # every token of item 1 carries the same non-zero vector
+    assert torch.equal(token_spread(x), torch.zeros(2))

@@ -125,3 +125,18 @@ def test_reference_count_objects_and_mask_on_a_worked_example():
     assert mask[0, 0, 4] and mask[0, 2, 6] and not mask[0, 0, 2] and not mask[0, 1, 3] and not mask[1].any()
     with pytest.raises(ValueError, match="int64"):
         reference_count_objects(ids.float())
+
+
+@pytest.mark.parametrize(("q", "k", "v", "error", "says"), [
+    (torch.ones(2, 3, 4), torch.ones(3, 3, 4), torch.ones(3, 3, 4), ValueError, "batch dimensions of q, k and v do not broadcast"),
+    (torch.ones(3, 4, dtype=torch.long), torch.ones(3, 4), torch.ones(3, 4), TypeError, "q must be a floating-point tensor"),
+    (torch.ones(3, 4, dtype=torch.float64), torch.ones(3, 4), torch.ones(3, 4), TypeError, "q, k and v must share one dtype"),
+])
+def test_reference_softmax_attention_names_bad_inputs(q, k, v, error, says):
+    from vitcourse.attention import softmax_attention
+
+    with pytest.raises(error, match=says):
+        softmax_attention(q, k, v)
+    # broadcasting batch dimensions stay allowed: one key set shared by a batch of queries
+    out, weights = softmax_attention(torch.ones(2, 3, 4), torch.ones(5, 4), torch.ones(5, 6))
+    assert out.shape == (2, 3, 6) and weights.shape == (2, 3, 5)

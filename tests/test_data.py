@@ -280,3 +280,134 @@ def test_cifar10_failed_download_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar, "download_and_extract_archive", offline)
     with pytest.raises(RuntimeError, match="could not download CIFAR-10"):
         D.load_cifar10(str(tmp_path), download=True)
+
+
+# ---- argument checks ------------------------------------------------------------------------------------
+
+
+def _images_labels(n=20, classes=10):
+    return torch.randn(n, 1, 4, 4), torch.arange(n) % classes
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"num_classes": 0}, ValueError, "num_classes"),
+        ({"num_classes": "ten"}, TypeError, "num_classes"),
+        ({"num_classes": 3}, ValueError, "labels go up to 9.*num_classes=3"),
+        ({"labels": torch.arange(20.0) % 10}, TypeError, "labels must be integer.*float32"),
+        ({"labels": torch.arange(20) % 10 - 5}, ValueError, "labels.*negative"),
+        ({"labels": (torch.arange(20) % 10).numpy()}, TypeError, "labels.*torch.from_numpy"),
+        ({"classes": ["a", "b", "c"]}, ValueError, "classes has 3 names.*num_classes=10"),
+        ({"images": torch.zeros(20, 1, 4, 4, dtype=torch.uint8)}, TypeError, "images must be floating.*uint8"),
+        ({"images": torch.zeros(20, 4, 4)}, ValueError, r"images must be a \(N, C, H, W\)"),
+        ({"fill": "0"}, TypeError, "fill"),
+    ],
+)
+def test_image_data_refuses_bad_fields(kwargs, error, match):
+    images, labels = _images_labels()
+    fields = {"images": images, "labels": labels, "num_classes": 10, **kwargs}
+    with pytest.raises(error, match=match):
+        D.ImageData(**fields)
+
+
+def test_image_data_converts_only_what_is_lossless():
+    images, labels = _images_labels()
+    data = D.ImageData(images.double(), labels.int(), 10, ("a",) * 10)
+    assert data.images.dtype == torch.float32 and torch.equal(data.images, images)
+    assert data.labels.dtype == torch.int64 and torch.equal(data.labels, labels)
+    assert data.classes == ["a"] * 10
+
+
+def test_devices_are_checked_with_our_argument_name():
+    images, labels = _images_labels()
+    with pytest.raises(ValueError, match="device must be a torch device.*'gpu'"):
+        D.ImageData(images, labels, 10).to("gpu")
+    with pytest.raises(ValueError, match="device must be a torch device.*'gpu'"):
+        D.load_digits(device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda'.*no cuda device"):
+            D.load_digits(device="cuda")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"test_fraction": 0.001}, ValueError, "test_fraction=0.001 would hold out 2 of the 1797"),
+        ({"test_fraction": 0.999}, ValueError, "test_fraction=0.999.*train on 1;"),
+        ({"test_fraction": "0.2"}, TypeError, "test_fraction"),
+        ({"split_seed": -1}, ValueError, "split_seed"),
+        ({"split_seed": "a"}, TypeError, "split_seed"),
+    ],
+)
+def test_digits_bad_split(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        D.load_digits(**kwargs)
+
+
+def test_digits_split_limits_are_sklearn_s():
+    # the largest and smallest fractions the message allows do split (one image per class each side)
+    for fraction in (10 / 1797, 1787 / 1797):
+        train, test = D.load_digits(test_fraction=fraction, normalize=False)
+        assert set(train.labels.tolist()) == set(test.labels.tolist()) == set(range(10))
+
+
+def _largest_remainder(sizes, n):
+    """Independent reference: exact fractions, leftovers to the largest remainders (ties: lower class)."""
+    from fractions import Fraction
+
+    quotas = [Fraction(n * s, sum(sizes)) for s in sizes]
+    counts = [int(q) for q in quotas]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: (-(quotas[i] - counts[i]), i))
+    for i in by_remainder[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def test_subset_n_gives_exactly_n_images_stratified():
+    train, _ = D.load_digits()
+    sizes = torch.bincount(train.labels, minlength=10).tolist()
+    for n in [1, 5, 9, 10, 16, 96, 100, 199, 1000, len(train)]:
+        small = train.subset(n=n, seed=1)
+        assert len(small) == n
+        assert torch.bincount(small.labels, minlength=10).tolist() == _largest_remainder(sizes, n)
+        # the images are distinct members of the training set, with their own labels
+        rows = {tuple(x.flatten().tolist()): y for x, y in zip(train.images, train.labels.tolist(), strict=True)}
+        assert all(rows[tuple(x.flatten().tolist())] == y for x, y in zip(small.images, small.labels.tolist(), strict=True))
+    assert torch.equal(train.subset(n=37, seed=4).images, train.subset(n=37, seed=4).images)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [({"n": 2.5}, ValueError), ({"n": 0}, ValueError), ({"n": 10_000}, ValueError), ({"n": "10"}, TypeError),
+     ({"fraction": 0}, ValueError), ({"fraction": float("nan")}, ValueError), ({"fraction": "0.5"}, TypeError)],
+)  # fmt: skip
+def test_subset_bad_sizes(kwargs, error):
+    train, _ = D.load_digits()
+    (name,) = kwargs
+    with pytest.raises(error, match=f"^{name} must"):
+        train.subset(**kwargs)
+
+
+def test_augment_values_are_checked_when_the_batches_are_built():
+    data = D.ImageData(torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long), 1)
+    with pytest.raises(TypeError, match=r"augment\['rotate'\]"):
+        D.Batches(data, augment={"rotate": "10"})
+    with pytest.raises(ValueError, match=r"augment\['shift'\]"):
+        D.Batches(data, augment={"shift": -1})
+    with pytest.raises(TypeError, match="seed"):
+        D.Batches(data, seed="a")
+    with pytest.raises(TypeError, match="rotate"):
+        D.augment_batch(data.images, torch.Generator(), rotate="10")
+
+
+def test_center_crop_resize_refuses_channels_last_photos():
+    with pytest.raises(ValueError, match=r"channels-last.*permute\(2, 0, 1\)"):
+        D.center_crop_resize(torch.rand(10, 12, 3), 4)
+    with pytest.raises(ValueError, match=r"channels-last.*permute\(0, 3, 1, 2\)"):
+        D.center_crop_resize(torch.rand(2, 10, 12, 3), 4)
+    with pytest.raises(TypeError, match="torch.from_numpy"):
+        D.center_crop_resize(np.zeros((3, 10, 10)), 4)
+    # channels-first images whose width happens to be 3 or 4 still work
+    assert D.center_crop_resize(torch.rand(3, 10, 4), 4).shape == (3, 4, 4)
+    assert D.center_crop_resize(torch.rand(1, 6, 3), 2).shape == (1, 2, 2)

@@ -224,3 +224,24 @@ def test_run_distillation_experiment_small():
     assert all(row in table for row in rows)
     with pytest.raises(ValueError, match="methods"):
         run_distillation_experiment(methods=("teacher", "magic"))
+
+
+@pytest.mark.parametrize(("change", "error", "says"), [
+    (lambda a: {**a, "labels": a["labels"].float()}, TypeError, "labels must be integer class indices"),
+    (lambda a: {**a, "labels": a["labels"].bool()}, TypeError, "labels must be integer class indices"),
+    (lambda a: {**a, "labels": torch.tensor([0, 5, 1])}, ValueError, r"labels must lie in \[0, 5\)"),
+    (lambda a: {**a, "labels": torch.tensor([0, -1, 1])}, ValueError, r"labels must lie in \[0, 5\)"),
+    (lambda a: {**a, "cls_logits": a["cls_logits"].long()}, ValueError, "cls_logits must be floating-point"),
+    (lambda a: {**a, "teacher_logits": a["teacher_logits"][:, :4]}, ValueError, "teacher_logits must be"),
+    (lambda a: {**a, "label_smoothing": -0.1}, ValueError, "label_smoothing"),
+    (lambda a: {**a, "label_smoothing": 1.5}, ValueError, "label_smoothing"),
+    (lambda a: {**a, "label_smoothing": "0.1"}, ValueError, "label_smoothing"),
+])
+def test_distillation_loss_names_the_bad_argument(change, error, says):
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, generator=generator)
+    arguments = dict(cls_logits=logits, dist_logits=logits.clone(), teacher_logits=logits.flip(0),
+                     labels=torch.tensor([0, 4, 1]), kind="soft")
+    distillation_loss(**arguments)  # the unchanged arguments are fine
+    with pytest.raises(error, match=says):
+        distillation_loss(**change(arguments))

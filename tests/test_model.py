@@ -280,7 +280,10 @@ def test_error_unknown_config_name():
         ({"reg_tokens": -1}, "reg_tokens must be a non-negative int, got -1"),
         ({"num_classes": 2.5}, "num_classes must be a non-negative int, got 2.5"),
         ({"in_chans": 0}, "in_chans must be a positive int, got 0"),
-        ({"mlp_ratio": 0}, "mlp_ratio must be a positive number, got 0"),
+        ({"mlp_ratio": 0}, "mlp_ratio must be a finite positive number, got 0"),
+        ({"mlp_ratio": float("nan")}, "mlp_ratio must be a finite positive number, got nan"),
+        ({"mlp_ratio": float("inf")}, "mlp_ratio must be a finite positive number, got inf"),
+        ({"mlp_ratio": 0.01}, r"mlp_ratio=0.01 gives int\(64 \* 0.01\) = 0 hidden units"),
     ],
 )
 def test_error_bad_constructor_arguments(kwargs, message):
@@ -292,3 +295,110 @@ def test_error_set_image_size_not_multiple():
     model = VisionTransformer(**SMALL)
     with pytest.raises(ValueError, match=r"img_size \(33, 32\) is not a multiple of patch_size"):
         model.set_image_size((33, 32))
+
+
+def test_smallest_mlp_ratio_gives_one_hidden_unit():
+    model = VisionTransformer(**{**SMALL, "mlp_ratio": 1 / 64})
+    assert model.blocks[0].mlp.fc1.out_features == 1
+
+
+@pytest.mark.parametrize("name", ["qkv_bias", "norm_first", "class_token", "no_embed_class", "grad_checkpointing",
+                                  "dynamic_img_size"])
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_error_bool_options_must_be_bools(name, value):
+    with pytest.raises(TypeError, match=f"{name} must be True or False, got {value!r}"):
+        VisionTransformer(**SMALL, **{name: value})
+
+
+def test_error_bool_setters_must_get_bools():
+    model = VisionTransformer(**SMALL)
+    with pytest.raises(TypeError, match="dynamic_img_size must be True or False"):
+        model.dynamic_img_size = "yes"
+    with pytest.raises(TypeError, match="enable must be True or False"):
+        model.set_grad_checkpointing(0)
+
+
+def test_error_set_image_size_bad_mode_even_without_resampling():
+    model = VisionTransformer(**SMALL)
+    before = model.pos_embed.detach().clone()
+    for size in (32, 48):  # the same grid (nothing to resample) and a new one
+        with pytest.raises(ValueError, match="mode must be one of .* got 'foo'"):
+            model.set_image_size(size, mode="foo")
+    assert model.img_size == (32, 32) and torch.equal(model.pos_embed, before)
+
+
+# ---- input dtypes and sizes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("method", ["forward", "forward_attention"])
+def test_error_input_dtype_differs_from_the_model(dtype, method):
+    model = VisionTransformer(**SMALL).eval()
+    x = torch.randn(1, 3, 32, 32, dtype=dtype)
+    message = f"x has dtype {dtype} but the model's parameters are torch.float32.*x.float().*model.to"
+    with pytest.raises(TypeError, match=message):
+        getattr(model, method)(x)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-5), (torch.float16, 2e-2), (torch.bfloat16, 1e-1)])
+def test_converted_model_takes_inputs_of_its_dtype(dtype, atol):
+    torch.manual_seed(0)
+    reference = VisionTransformer(**SMALL).eval()
+    x = torch.randn(2, 3, 32, 32)
+    converted = VisionTransformer(**SMALL).eval()
+    converted.load_state_dict(reference.state_dict())
+    converted.to(dtype)
+    with torch.no_grad():
+        logits = converted(x.to(dtype))
+        attention_logits, _ = converted.forward_attention(x.to(dtype))
+        expected = reference(x)
+    assert logits.dtype == attention_logits.dtype == dtype
+    _assert_close(logits.float(), expected, atol=atol)
+    _assert_close(attention_logits.float(), expected, atol=atol)
+
+
+def test_autocast_takes_float32_and_bfloat16_inputs_but_not_float64():
+    # Under autocast the matmuls cast their operands themselves: a float32 model takes float32
+    # images (and bfloat16 ones); float64 is never cast by autocast, so it is refused clearly.
+    torch.manual_seed(0)
+    model = VisionTransformer(**SMALL).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            for images in (x, x.bfloat16()):
+                logits = model(images)
+                assert logits.dtype == torch.bfloat16
+                _assert_close(logits.float(), expected, atol=1e-1)
+            with pytest.raises(TypeError, match="x has dtype torch.float64"):
+                model(x.double())
+
+
+def test_error_empty_image_but_empty_batch_works():
+    model = VisionTransformer(**SMALL, dynamic_img_size=True).eval()
+    for shape in ((1, 3, 0, 0), (1, 3, 0, 32), (1, 3, 32, 0)):
+        with pytest.raises(ValueError, match=rf"x has an empty image: shape \({', '.join(map(str, shape))}\)"):
+            model(torch.zeros(shape))
+    with torch.no_grad():
+        assert model(torch.zeros(0, 3, 32, 32)).shape == (0, 5)
+        assert model(torch.zeros(0, 3, 16, 24)).shape == (0, 5)
+
+
+# ---- the convnet baseline --------------------------------------------------------------------
+
+
+def test_small_cnn_input_errors():
+    from vitcourse.convnet import SmallCNN
+
+    model = SmallCNN(in_chans=1, num_classes=10, width=4).eval()
+    with pytest.raises(TypeError, match="x must be a floating-point tensor, got dtype torch.int64"):
+        model(torch.zeros(1, 1, 8, 8, dtype=torch.long))
+    with pytest.raises(TypeError, match="x has dtype torch.float64 but the model's parameters are torch.float32"):
+        model(torch.zeros(1, 1, 8, 8, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"x must be a torch.Tensor of shape \(B, 1, H, W\), got list"):
+        model([[0.0]])
+    with pytest.raises(ValueError, match=r"at least 2 x 2 pixels, got shape \(1, 1, 1, 8\)"):
+        model(torch.zeros(1, 1, 1, 8))
+    with torch.no_grad():
+        assert model(torch.zeros(3, 1, 2, 2)).shape == (3, 10)
+        assert model.to(torch.float64)(torch.zeros(1, 1, 8, 8, dtype=torch.float64)).dtype == torch.float64

@@ -147,6 +147,12 @@ def test_sincos_errors():
         sincos_pos_embed_2d(16, (0, 4))
 
 
+@pytest.mark.parametrize("temperature", [0, -1.0, float("nan"), float("inf")])
+def test_sincos_error_temperature_not_finite_positive(temperature):
+    with pytest.raises(ValueError, match=f"temperature must be a finite positive number, got {temperature!r}"):
+        sincos_pos_embed_2d(8, 4, temperature=temperature)
+
+
 # ---- errors ----------------------------------------------------------------------------------
 
 
@@ -180,6 +186,14 @@ def test_error_unknown_mode_and_bad_tensor():
         resample_pos_embed(pos_embed[0], 6)
     with pytest.raises(ValueError, match="num_prefix_tokens must be a non-negative int, got -1"):
         resample_pos_embed(pos_embed, 6, num_prefix_tokens=-1)
+
+
+def test_error_more_prefix_tokens_than_the_table_has():
+    pos_embed = _random_pos_embed((4, 4), 1)
+    with pytest.raises(ValueError, match=r"num_prefix_tokens \(20\) exceeds the 17 tokens of pos_embed \(1, 17, 12\)"):
+        resample_pos_embed(pos_embed, 8, num_prefix_tokens=20)
+    with pytest.raises(ValueError, match="leaving 0 grid tokens"):  # all prefix: nothing to resample
+        resample_pos_embed(pos_embed, 8, num_prefix_tokens=17)
 
 
 # ---- a model used at another size ------------------------------------------------------------

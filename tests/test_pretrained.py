@@ -98,6 +98,17 @@ def test_ddp_prefix_is_stripped_and_bad_input_rejected():
         load_timm_state_dict(VisionTransformer(img_size=32, **CONFIG), {**state, "cls_token": 1.0})
 
 
+def test_resampling_options_are_checked_even_when_nothing_is_resampled():
+    state = _timm_model().state_dict()  # same grid as the model: pos_embed loads as is
+    model = VisionTransformer(img_size=32, **CONFIG)
+    with pytest.raises(ValueError, match="mode must be one of .* got 'foo'"):
+        load_timm_state_dict(model, state, mode="foo")
+    with pytest.raises(TypeError, match="old_grid must be an int or a .* got 'bogus'"):
+        load_timm_state_dict(model, state, old_grid="bogus")
+    load_timm_state_dict(model, state, mode="bilinear", old_grid=(4, 4))
+    assert torch.equal(model.pos_embed, state["pos_embed"])
+
+
 # ---- Hugging Face ----------------------------------------------------------------------------
 
 
@@ -159,6 +170,15 @@ def test_hugging_face_hub_names():
     new_converted, old_converted = convert_hf_state_dict(state), convert_hf_state_dict(old)
     assert new_converted.keys() == old_converted.keys()
     assert all(torch.equal(new_converted[k], old_converted[k]) for k in new_converted)
+
+
+def test_hugging_face_error_query_key_value_shapes_differ():
+    layer = "encoder.layer.3.attention.attention."
+    state = {layer + "query.weight": torch.zeros(8, 8), layer + "key.weight": torch.zeros(8, 4),
+             layer + "value.weight": torch.zeros(8, 8)}
+    with pytest.raises(ValueError, match=r"layer 3: attention weight shapes differ: query \(8, 8\), key \(8, 4\), "
+                                         r"value \(8, 8\)"):
+        convert_hf_state_dict(state)
 
 
 # ---- the original JAX .npz -------------------------------------------------------------------
@@ -229,6 +249,15 @@ def test_jax_npz_unknown_keys_are_listed():
         convert_jax_npz({"foo": np.zeros(1)})
     with pytest.raises(TypeError, match="npz must be a path or a mapping"):
         convert_jax_npz(3)
+
+
+@pytest.mark.parametrize("missing", ["Transformer/encoder_norm/scale", "head/bias",
+                                     "Transformer/encoderblock_1/MlpBlock_3/Dense_0/kernel"])
+def test_jax_npz_error_missing_key(missing):
+    arrays = _to_original_npz(_timm_model())
+    del arrays[missing]
+    with pytest.raises(ValueError, match=f"the checkpoint lacks '{missing}'; expected an original .*vision_transformer"):
+        convert_jax_npz(arrays)
 
 
 # ---- the hub ---------------------------------------------------------------------------------

@@ -282,3 +282,98 @@ def test_bf16_autocast_path_trains_a_distilled_vit_with_a_teacher(digits):
     # evaluating in bf16 agrees with float32 up to a few flipped predictions
     assert abs(evaluate(student, test, amp=True)["accuracy"] - evaluate(student, test)["accuracy"]) <= 3 / len(test)
 
+
+
+def _weights(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _unchanged(model, before):
+    return all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_pairs_need_integer_class_labels(digits):
+    train, _ = digits
+    model = _tiny_vit()
+    before = _weights(model)
+    images, labels = train.images, train.labels
+    with pytest.raises(TypeError, match=r"data's labels must be integer.*float32"):
+        fit(model, (images, labels.float() + 0.7), epochs=1, progress=False)
+    with pytest.raises(TypeError, match=r"data's labels must be integer.*float32"):
+        evaluate(model, (images, labels.float()))
+    with pytest.raises(TypeError, match=r"eval_data's labels must be integer.*float64"):
+        fit(model, train, eval_data=(images, labels.double()), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="data's labels.*negative label"):
+        evaluate(model, (images, labels - 1))
+    with pytest.raises(ValueError, match="label 14, out of range.*num_classes=10"):
+        evaluate(model, (images, labels + 5))
+    assert _unchanged(model, before)
+    # narrower integer labels are class indices too: the same result as the int64 ones
+    assert evaluate(model, (images, labels.to(torch.int32))) == evaluate(model, train)
+
+
+def test_numpy_in_a_pair_is_named():
+    images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    with pytest.raises(TypeError, match=r"data's labels \(the pair's second element\).*ndarray.*torch.from_numpy"):
+        fit(_tiny_vit(), (images, labels.numpy()), progress=False)
+    with pytest.raises(TypeError, match=r"data's images \(the pair's first element\).*ndarray.*torch.from_numpy"):
+        evaluate(_tiny_vit(), (images.numpy(), labels))
+    with pytest.raises(TypeError, match="pair of tensors, got a list of 3 items"):
+        evaluate(_tiny_vit(), [images, labels, labels])
+
+
+@pytest.mark.parametrize(
+    "setting, error",
+    [
+        ({"min_lr_ratio": -1.0}, ValueError),
+        ({"min_lr_ratio": 5}, ValueError),
+        ({"weight_decay": -1}, ValueError),
+        ({"weight_decay": "0.1"}, TypeError),
+        ({"label_smoothing": None}, TypeError),
+        ({"warmup_epochs": "1"}, TypeError),
+        ({"grad_clip": "1"}, TypeError),
+        ({"lr": float("inf")}, ValueError),
+        ({"epochs": True}, TypeError),
+        ({"seed": "a"}, TypeError),
+        ({"augment": {"rotate": "10"}}, TypeError),
+        ({"callback": 5}, TypeError),
+    ],
+)
+def test_settings_are_refused_before_any_training(digits, setting, error):
+    train, _ = digits
+    model = _tiny_vit()
+    before = _weights(model)
+    (name,) = setting
+    with pytest.raises(error, match=f"^{name}"):
+        fit(model, train, **{"epochs": 1, "progress": False, **setting})
+    assert _unchanged(model, before)
+
+
+def test_min_lr_ratio_sets_the_final_learning_rate(digits):
+    train, _ = digits
+    # warmup 0 and 3 epochs: the cosine ends at min_lr_ratio * lr exactly
+    history = fit(_tiny_vit(), train, epochs=3, lr=2e-3, warmup_epochs=0, min_lr_ratio=0.25, progress=False)
+    assert history[-1]["lr"] == pytest.approx(0.25 * 2e-3)
+    assert all(0.25 * 2e-3 - 1e-12 <= r["lr"] <= 2e-3 for r in history)
+
+
+def test_checkpoint_path_is_checked_before_any_training(digits, tmp_path):
+    train, _ = digits
+    model = _tiny_vit()
+    before = _weights(model)
+    with pytest.raises(FileNotFoundError, match="checkpoint=.*does not exist"):
+        fit(model, train, epochs=1, checkpoint=tmp_path / "missing" / "run.pt", progress=False)
+    with pytest.raises(ValueError, match="checkpoint must be a file path, got the directory"):
+        fit(model, train, epochs=1, checkpoint=tmp_path, progress=False)
+    with pytest.raises(TypeError, match="checkpoint must be a file path"):
+        fit(model, train, epochs=1, checkpoint=5, progress=False)
+    assert _unchanged(model, before)
+
+
+def test_unknown_device_names_the_argument(digits):
+    train, _ = digits
+    with pytest.raises(ValueError, match="device must be None, 'auto' or a torch device.*'gpu'"):
+        fit(_tiny_vit(), train, device="gpu", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda'.*no cuda device"):
+            evaluate(_tiny_vit(), train, device="cuda")

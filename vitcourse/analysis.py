@@ -6,7 +6,7 @@ Each function here is the reference the chapters plot and the exercises are grad
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -18,8 +18,8 @@ def _positive_int(value, name: str) -> int:
 
 
 def _positive_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return float(value)
 
 
@@ -40,17 +40,8 @@ def attention_rollout(attentions: Sequence[torch.Tensor], residual_weight: float
     Returns:
         ``(B, N, N)``; row i says where output token i's information comes from.
     """
-    if isinstance(attentions, torch.Tensor) or not isinstance(attentions, Sequence) or not attentions:
-        raise ValueError("attentions must be a non-empty list of (B, heads, N, N) tensors")
-    if isinstance(residual_weight, bool) or not isinstance(residual_weight, (int, float)) or not 0 <= residual_weight < 1:
-        raise ValueError(f"residual_weight must be in [0, 1), got {residual_weight!r}")
-    shape = attentions[0].shape
-    for i, layer in enumerate(attentions):
-        if not isinstance(layer, torch.Tensor) or layer.dim() != 4 or layer.shape[-1] != layer.shape[-2]:
-            raise ValueError(f"attentions[{i}] must be a (B, heads, N, N) tensor, got {getattr(layer, 'shape', type(layer))}")
-        if (layer.shape[0], layer.shape[2]) != (shape[0], shape[2]):
-            raise ValueError(f"attentions[{i}] has shape {tuple(layer.shape)}, attentions[0] has {tuple(shape)}")
-    num_tokens = shape[-1]
+    _check_rollout_args(attentions, residual_weight)
+    num_tokens = attentions[0].shape[-1]
     eye = torch.eye(num_tokens, dtype=attentions[0].dtype, device=attentions[0].device)
     rollout = None
     for layer in attentions:
@@ -58,6 +49,22 @@ def attention_rollout(attentions: Sequence[torch.Tensor], residual_weight: float
         mixed = mixed / mixed.sum(dim=-1, keepdim=True)
         rollout = mixed if rollout is None else mixed @ rollout
     return rollout
+
+
+def _check_rollout_args(attentions, residual_weight) -> None:
+    if isinstance(attentions, torch.Tensor) or not isinstance(attentions, Sequence) or not attentions:
+        raise ValueError("attentions must be a non-empty list of (B, heads, N, N) tensors")
+    if isinstance(residual_weight, bool) or not isinstance(residual_weight, (int, float)) or not 0 <= residual_weight < 1:
+        raise ValueError(f"residual_weight must be in [0, 1), got {residual_weight!r}")
+    first = attentions[0]
+    for i, layer in enumerate(attentions):
+        if not isinstance(layer, torch.Tensor) or layer.dim() != 4 or layer.shape[-1] != layer.shape[-2]:
+            raise ValueError(f"attentions[{i}] must be a (B, heads, N, N) tensor, got {getattr(layer, 'shape', type(layer))}")
+        if not layer.is_floating_point() or layer.dtype != first.dtype:
+            raise TypeError(f"attentions must be floating-point tensors of one dtype; attentions[{i}] is "
+                            f"{layer.dtype}, attentions[0] is {first.dtype}")
+        if (layer.shape[0], layer.shape[2]) != (first.shape[0], first.shape[2]):
+            raise ValueError(f"attentions[{i}] has shape {tuple(layer.shape)}, attentions[0] has {tuple(first.shape)}")
 
 
 # ---- compute -------------------------------------------------------------------------------
@@ -126,6 +133,15 @@ def min_object_size(patch_size: int, noise_std: float, contrast: float, z: float
 # ---- measured memory: what autograd keeps for the backward pass ----------------------------
 
 
+def _tensors(value, name: str) -> list[torch.Tensor]:
+    """A tensor or an iterable of tensors, as a list."""
+    tensors = [value] if isinstance(value, torch.Tensor) else list(value) if isinstance(value, Iterable) else None
+    if tensors is None or not all(isinstance(tensor, torch.Tensor) for tensor in tensors):
+        raise TypeError(f"{name} must be a tensor or an iterable of tensors (such as model.parameters()), "
+                        f"got {type(value).__name__}")
+    return tensors
+
+
 class SavedTensorMeter:
     """Count the bytes of the tensors autograd saves for backward while the block runs.
 
@@ -139,9 +155,7 @@ class SavedTensorMeter:
     """
 
     def __init__(self, exclude=()):
-        if isinstance(exclude, torch.Tensor):
-            exclude = [exclude]
-        self._excluded = {tensor.untyped_storage().data_ptr() for tensor in exclude}
+        self._excluded = {tensor.untyped_storage().data_ptr() for tensor in _tensors(exclude, "exclude")}
         self._storages: dict[int, int] = {}
         self._hooks = None
 
@@ -197,10 +211,17 @@ def token_spread(x: torch.Tensor) -> torch.Tensor:
     ``x`` is ``(B, N, D)``; returns ``(B,)`` in [0, 1]. Zero means every token carries the same
     vector (the "rank collapse" of deep pure-attention networks).
     """
+    _check_tokens(x)
+    centred = x - x.mean(dim=1, keepdim=True)
+    # An all-zero item has every token equal: spread 0 (and not 0 / 0).
+    return centred.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+
+
+def _check_tokens(x) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"x must be a (B, N, D) tensor, got {getattr(x, 'shape', type(x))}")
-    centred = x - x.mean(dim=1, keepdim=True)
-    return centred.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
 
 
 @torch.no_grad()
@@ -209,8 +230,9 @@ def residual_stream_rms(blocks: Sequence[torch.nn.Module], x: torch.Tensor) -> t
 
     ``blocks`` are applied in order to ``x`` ``(B, N, D)``; returns ``(len(blocks) + 1,)``.
     """
-    if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        raise ValueError(f"x must be a (B, N, D) tensor, got {getattr(x, 'shape', type(x))}")
+    if isinstance(blocks, torch.nn.Module) and not isinstance(blocks, (torch.nn.Sequential, torch.nn.ModuleList)):
+        raise TypeError(f"blocks must be a sequence of blocks (such as model.blocks), got {type(blocks).__name__}")
+    _check_tokens(x)
     values = [x.pow(2).mean().sqrt()]
     for block in blocks:
         x = block(x)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .model import register_model
+from .model import _check_input_dtype, register_model
 
 __all__ = ["SmallCNN"]
 
@@ -46,11 +46,19 @@ class SmallCNN(nn.Module):
         )
         self.head = nn.Linear(4 * width, num_classes)
 
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error for an input the model cannot take."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of shape (B, {self.in_chans}, H, W), got {type(x).__name__}")
+        if x.dim() != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(f"x must be (B, {self.in_chans}, H, W), got {tuple(x.shape)}")
+        if x.shape[2] < 2 or x.shape[3] < 2:  # the 2 x 2 max-pool needs at least one window
+            raise ValueError(f"x must be at least 2 x 2 pixels, got shape {tuple(x.shape)}")
+        _check_input_dtype(x, self.head.weight.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, num_classes)``."""
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_chans:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be (B, {self.in_chans}, H, W), got {shape}")
+        self.check_input(x)
         return self.head(self.features(x))
 
 

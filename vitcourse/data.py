@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .validation import as_device, check_class_labels, check_int, check_real, check_tensor
+
 __all__ = [
     "ImageData",
     "Batches",
@@ -52,8 +54,9 @@ class ImageData:
     """A labelled image set held as two tensors.
 
     Attributes:
-        images: ``(N, C, H, W)`` float32.
-        labels: ``(N,)`` int64 in ``[0, num_classes)``.
+        images: ``(N, C, H, W)`` float32 (float64 or half-precision images are converted to
+            float32, the models' dtype; integer pixels are refused: scale them to floats first).
+        labels: ``(N,)`` int64 in ``[0, num_classes)`` (other integer dtypes are converted).
         num_classes: number of classes.
         classes: optional class names, ``len(classes) == num_classes``.
         fill: the pixel value of the (normalised) background, used to pad shifted images.
@@ -68,11 +71,28 @@ class ImageData:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if not isinstance(self.images, torch.Tensor) or self.images.dim() != 4:
-            shape = tuple(self.images.shape) if isinstance(self.images, torch.Tensor) else type(self.images).__name__
-            raise ValueError(f"images must be a (N, C, H, W) tensor, got {shape}")
-        if not isinstance(self.labels, torch.Tensor) or self.labels.dim() != 1:
-            raise ValueError("labels must be a (N,) tensor")
+        check_tensor(self.images, "images")
+        if self.images.dim() != 4:
+            raise ValueError(f"images must be a (N, C, H, W) tensor, got {tuple(self.images.shape)}")
+        if not self.images.is_floating_point():
+            # Converting here would train on raw 0..255 pixels: the scaling is the caller's choice.
+            raise TypeError(
+                f"images must be floating point (float32), got dtype {self.images.dtype}; "
+                "scale integer pixels first, e.g. images.float() / 255"
+            )
+        self.images = self.images.float()  # the models' weights are float32 (no copy if already)
+        self.num_classes = check_int(self.num_classes, "num_classes", "a positive int", lambda v: v >= 1)
+        check_class_labels(self.labels, "labels", self.num_classes)
+        self.labels = self.labels.long()  # what cross_entropy takes (no copy if already int64)
+        if self.classes is not None:
+            if isinstance(self.classes, str) or not isinstance(self.classes, (list, tuple)):
+                raise TypeError(f"classes must be a list of class names or None, got {type(self.classes).__name__}")
+            if len(self.classes) != self.num_classes:
+                raise ValueError(f"classes has {len(self.classes)} names but num_classes={self.num_classes}")
+            self.classes = list(self.classes)
+        self.fill = check_real(self.fill, "fill")
+        if not isinstance(self.info, dict):
+            raise TypeError(f"info must be a dict, got {type(self.info).__name__}")
         if len(self.images) != len(self.labels):
             raise ValueError(
                 f"images and labels differ in length: {len(self.images)} vs {len(self.labels)}"
@@ -96,7 +116,7 @@ class ImageData:
 
     def to(self, device) -> ImageData:
         """A copy on ``device`` (the same object if it is already there)."""
-        device = torch.device(device)
+        device = as_device(device)
         if self.images.device == device:
             return self
         return ImageData(
@@ -104,16 +124,27 @@ class ImageData:
         )
 
     def subset(self, fraction: float | None = None, n: int | None = None, seed: int = 0) -> ImageData:
-        """A class-stratified random subset: ``fraction`` of each class, or ``n`` images in all."""
+        """A class-stratified random subset, the same for the same ``seed``.
+
+        ``fraction``: that fraction of each class (rounded, at least one image per class).
+        ``n``: exactly ``n`` images, shared among the classes in proportion to their sizes (the
+        leftover images go to the classes with the largest remainders, ties to the lower label;
+        with fewer images than classes, some classes get none).
+        """
         if (fraction is None) == (n is None):
             raise ValueError("give exactly one of fraction= or n=")
-        if fraction is not None and not 0 < fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-        if n is not None and not 0 < n <= len(self):
-            raise ValueError(f"n must be in [1, {len(self)}], got {n!r}")
-        if n is not None:
-            fraction = n / len(self)
-        index = _stratified_take(self.labels.cpu().numpy(), fraction, seed)
+        seed = check_int(seed, "seed", "a non-negative int", lambda v: v >= 0)
+        if len(self) == 0:
+            raise ValueError("cannot take a subset of an empty ImageData (0 images)")
+        labels = self.labels.cpu().numpy()
+        classes, sizes = np.unique(labels, return_counts=True)
+        if fraction is not None:
+            fraction = check_real(fraction, "fraction", "a number in (0, 1]", lambda v: 0 < v <= 1)
+            counts = np.array([max(1, int(round(fraction * size))) for size in sizes])
+        else:
+            n = check_int(n, "n", f"an int in [1, {len(self)}]", lambda v: 1 <= v <= len(self))
+            counts = _proportional_counts(sizes, n)
+        index = _stratified_take(labels, classes, counts, seed)
         index = torch.as_tensor(index, device=self.device)
         return ImageData(
             self.images[index], self.labels[index], self.num_classes, self.classes, self.fill, dict(self.info)
@@ -124,18 +155,41 @@ class ImageData:
         return Batches(self, batch_size=batch_size, **kwargs)
 
 
-def _stratified_take(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of a ``fraction`` of each class (at least one per class)."""
+def _proportional_counts(sizes: np.ndarray, n: int) -> np.ndarray:
+    """Split ``n`` among classes of these sizes in proportion: the largest-remainder method.
+
+    Each class first gets the integer part of its quota ``n * size / total``; the images still
+    missing go, one each, to the classes with the largest fractional parts (ties: lower label).
+    Integer arithmetic keeps the quotas exact, so the split is deterministic.
+    """
+    total = int(sizes.sum())
+    counts, remainders = np.divmod(n * sizes.astype(np.int64), total)
+    order = np.lexsort((np.arange(len(sizes)), -remainders))  # largest remainder first
+    counts[order[: n - int(counts.sum())]] += 1
+    return counts
+
+
+def _stratified_take(labels: np.ndarray, classes: np.ndarray, counts: np.ndarray, seed: int) -> np.ndarray:
+    """Sorted indices of ``counts[i]`` random members of each class ``classes[i]``."""
     rng = np.random.default_rng(seed)
     chosen = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        k = max(1, int(round(fraction * len(members))))
-        chosen.append(rng.choice(members, size=k, replace=False))
+    for c, k in zip(classes, counts, strict=True):
+        if k > 0:  # no draw for an empty share, so the other classes' draws are unchanged
+            chosen.append(rng.choice(np.flatnonzero(labels == c), size=int(k), replace=False))
     return np.sort(np.concatenate(chosen))
 
 
 # ---- augmentation ------------------------------------------------------------------------------
+
+_AUGMENT_KEYS = ("shift", "rotate", "scale")
+
+
+def _check_augment_sizes(shift=1, rotate=0.0, scale=0.0, within: str | None = None) -> None:
+    """shift a non-negative int, rotate >= 0 degrees, scale in [0, 1); errors name ``within[key]`` if given."""
+    name = (lambda key: f"{within}[{key!r}]") if within else (lambda key: key)
+    check_int(shift, name("shift"), "a non-negative int (pixels)", lambda v: v >= 0)
+    check_real(rotate, name("rotate"), "a number of degrees >= 0", lambda v: v >= 0)
+    check_real(scale, name("scale"), "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def augment_batch(
@@ -166,10 +220,7 @@ def augment_batch(
     """
     if x.dim() != 4:
         raise ValueError(f"x must be (B, C, H, W), got {tuple(x.shape)}")
-    if not isinstance(shift, int) or shift < 0:
-        raise ValueError(f"shift must be a non-negative int, got {shift!r}")
-    if rotate < 0 or scale < 0 or scale >= 1:
-        raise ValueError(f"rotate must be >= 0 and scale in [0, 1), got rotate={rotate!r}, scale={scale!r}")
+    _check_augment_sizes(shift, rotate, scale)
     batch, _, height, width = x.shape
     offsets = torch.randint(-shift, shift + 1, (batch, 2), generator=generator)  # (dy, dx)
     if rotate == 0 and scale == 0:
@@ -242,8 +293,11 @@ class Batches:
             augment = {"shift": 1}
         if augment in (None, False):
             augment = {}
-        if not isinstance(augment, dict) or set(augment) - {"shift", "rotate", "scale"}:
+        if not isinstance(augment, dict) or set(augment) - set(_AUGMENT_KEYS):
             raise ValueError(f"augment must be None, True or a dict with keys shift/rotate/scale, got {augment!r}")
+        # Checked here, not at the first batch, so that a bad value fails before any training.
+        _check_augment_sizes(**augment, within="augment")
+        check_int(seed, "seed")
         self.data = data
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -325,10 +379,12 @@ def load_digits(
     Args:
         upscale: integer factor to enlarge the images (nearest-neighbour: each pixel becomes
             an ``upscale x upscale`` block), e.g. 2 for 16 x 16.
-        test_fraction: fraction of each class held out for testing.
+        test_fraction: fraction of each class held out for testing; both sets need at least
+            one image of each of the 10 classes (so about 0.006 to 0.994).
         device: where the tensors live.
         normalize: standardise with the *training* mean and std (one scalar each); otherwise
             scale to [0, 1].
+        split_seed: seeds the split, an int in ``[0, 2**32)``.
 
     Returns:
         ``(train, test)``, images ``(N, 1, 8 * upscale, 8 * upscale)`` float32.
@@ -338,11 +394,22 @@ def load_digits(
 
     if not isinstance(upscale, int) or upscale < 1:
         raise ValueError(f"upscale must be a positive int, got {upscale!r}")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    test_fraction = check_real(test_fraction, "test_fraction", "a number in (0, 1)", lambda v: 0 < v < 1)
+    split_seed = check_int(split_seed, "split_seed", "an int in [0, 2**32)", lambda v: 0 <= v < 2**32)
+    device = as_device(device)
     digits = _sk_load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0  # (N, 1, 8, 8)
     labels = torch.tensor(digits.target, dtype=torch.int64)
+    # The split is stratified, so each set needs an image of every class; sklearn rounds the
+    # test set up to ceil(test_fraction * N) images.
+    total, num_classes = len(labels), 10
+    held_out = math.ceil(test_fraction * total)
+    if not num_classes <= held_out <= total - num_classes:
+        raise ValueError(
+            f"test_fraction={test_fraction} would hold out {held_out} of the {total} images and train on "
+            f"{total - held_out}; both sets need an image of each of the {num_classes} classes, so "
+            f"test_fraction must be above {(num_classes - 1) / total:.4f} and at most {(total - num_classes) / total:.4f}"
+        )
     train_idx, test_idx = train_test_split(
         np.arange(len(labels)), test_size=test_fraction, stratify=digits.target, random_state=split_seed
     )
@@ -394,12 +461,22 @@ def load_photos(size: int | None = 224) -> dict[str, torch.Tensor]:
 def center_crop_resize(image: torch.Tensor, size: int = 224) -> torch.Tensor:
     """Crop the central square and resize it: ``(C, H, W)`` or ``(B, C, H, W)`` -> side ``size``.
 
-    Resizing is bilinear with antialiasing (what a photo needs when it shrinks).
+    Resizing is bilinear with antialiasing (what a photo needs when it shrinks). A channels-last
+    photo ``(H, W, 3)`` (as numpy and PIL hold them) is refused rather than read as ``H``
+    channels: a last dimension of 3 or 4 with a first (channel) dimension that is not 1, 3 or 4
+    can only be that.
     """
     if not isinstance(size, int) or size <= 0:
         raise ValueError(f"size must be a positive int, got {size!r}")
-    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4):
-        raise ValueError("image must be a (C, H, W) or (B, C, H, W) tensor")
+    check_tensor(image, "image")
+    if image.dim() not in (3, 4):
+        raise ValueError(f"image must be a (C, H, W) or (B, C, H, W) tensor, got shape {tuple(image.shape)}")
+    if image.shape[-1] in (3, 4) and image.shape[-3] not in (1, 3, 4):
+        order = "2, 0, 1" if image.dim() == 3 else "0, 3, 1, 2"
+        raise ValueError(
+            f"image of shape {tuple(image.shape)} looks channels-last (H, W, C); this function takes "
+            f"channels first: use image.permute({order})"
+        )
     batched = image.dim() == 4
     x = image if batched else image[None]
     height, width = x.shape[-2:]
@@ -657,6 +734,7 @@ def load_cifar10(
         FileNotFoundError: the files are not there and ``download`` is False.
         RuntimeError: the download failed (no network, timeout, corrupt archive).
     """
+    device = as_device(device)
     folder = os.path.join(root, _CIFAR_DIR)
     needed = [*_CIFAR_TRAIN, *_CIFAR_TEST, "batches.meta"]
     missing = [name for name in needed if not os.path.isfile(os.path.join(folder, name))]

@@ -134,6 +134,35 @@ def _check_distillation_args(kind, alpha, tau) -> None:
         raise ValueError(f"tau must be a positive number, got {tau!r}")
 
 
+def _check_distillation_inputs(cls_logits, dist_logits, teacher_logits, labels, kind, label_smoothing) -> None:
+    """The tensors distillation_loss needs for ``kind``: logits ``(B, K)`` of one floating dtype,
+    labels ``(B,)`` integer class indices in ``[0, K)``."""
+    if not isinstance(cls_logits, torch.Tensor):
+        raise TypeError(f"cls_logits must be a tensor, got {type(cls_logits).__name__}")
+    if cls_logits.dim() != 2 or not cls_logits.is_floating_point():
+        raise ValueError(f"cls_logits must be floating-point (B, K), got {cls_logits.dtype} {tuple(cls_logits.shape)}")
+    needed = [("dist_logits", dist_logits), ("teacher_logits", teacher_logits)] if kind != "none" else []
+    for name, value in needed:
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"kind={kind!r} needs {name} as a tensor, got {type(value).__name__}")
+        if value.shape != cls_logits.shape or not value.is_floating_point():
+            raise ValueError(f"{name} must be floating-point with the shape of cls_logits {tuple(cls_logits.shape)}, "
+                             f"got {value.dtype} {tuple(value.shape)}")
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a tensor, got {type(labels).__name__}")
+    if labels.shape != cls_logits.shape[:1]:
+        raise ValueError(f"labels must be ({cls_logits.shape[0]},), got {tuple(labels.shape)}")
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    # On a GPU this check would wait for the device at every step; fit checks labels once, up front.
+    on_cpu = labels.device.type == "cpu"
+    if on_cpu and labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < cls_logits.shape[1]:
+        raise ValueError(f"labels must lie in [0, {cls_logits.shape[1]}) for {cls_logits.shape[1]} classes, "
+                         f"got values from {int(labels.min())} to {int(labels.max())}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+
+
 def distillation_loss(
     cls_logits: torch.Tensor,
     dist_logits: torch.Tensor | None,
@@ -168,22 +197,11 @@ def distillation_loss(
     - hard: ``CE(dist_logits, argmax(teacher_logits))``.
     - the loss: ``(1 - alpha) * base + alpha * distillation``; ``'none'`` returns ``base``.
     """
+    _check_distillation_inputs(cls_logits, dist_logits, teacher_logits, labels, kind, label_smoothing)
     _check_distillation_args(kind, alpha, tau)
-    for name, value in (("cls_logits", cls_logits), ("labels", labels)):
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"{name} must be a tensor, got {type(value).__name__}")
-    if cls_logits.dim() != 2:
-        raise ValueError(f"cls_logits must be (B, K), got {tuple(cls_logits.shape)}")
-    if labels.shape != cls_logits.shape[:1]:
-        raise ValueError(f"labels must be ({cls_logits.shape[0]},), got {tuple(labels.shape)}")
     base = F.cross_entropy(cls_logits, labels, label_smoothing=label_smoothing)
     if kind == "none":
         return base
-    for name, value in (("dist_logits", dist_logits), ("teacher_logits", teacher_logits)):
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"kind={kind!r} needs {name} as a tensor, got {type(value).__name__}")
-        if value.shape != cls_logits.shape:
-            raise ValueError(f"{name} must have the shape of cls_logits {tuple(cls_logits.shape)}, got {tuple(value.shape)}")
     teacher_logits = teacher_logits.detach()
     if kind == "soft":
         distill = (

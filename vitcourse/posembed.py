@@ -48,6 +48,47 @@ def _as_grid(value, name: str) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
+def _non_negative_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return value
+
+
+def _finite_positive(value, name: str):
+    """Validate a positive real number (NaN and infinity are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    return value
+
+
+def _check_pos_embed(pos_embed, num_prefix_tokens) -> int:
+    """Validate a ``(1, num_prefix_tokens + rows * cols, D)`` table; return its number of grid tokens."""
+    if not isinstance(pos_embed, torch.Tensor):
+        raise TypeError(f"pos_embed must be a torch.Tensor, got {type(pos_embed).__name__}")
+    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
+        raise ValueError(f"pos_embed must have shape (1, prefix + rows*cols, D), got {tuple(pos_embed.shape)}")
+    if not pos_embed.is_floating_point():
+        raise TypeError(f"pos_embed must be a floating-point tensor, got dtype {pos_embed.dtype}")
+    _non_negative_int(num_prefix_tokens, "num_prefix_tokens")
+    if num_prefix_tokens > pos_embed.shape[1]:
+        raise ValueError(
+            f"num_prefix_tokens ({num_prefix_tokens}) exceeds the {pos_embed.shape[1]} tokens of "
+            f"pos_embed {tuple(pos_embed.shape)}"
+        )
+    return pos_embed.shape[1] - num_prefix_tokens
+
+
+def _check_resample_options(mode: str, align_corners: bool | None = None, old_grid=None) -> None:
+    """Validate :func:`resample_pos_embed`'s options. Callers that skip the resampling when the
+    grid does not change call this first, so that a typo fails whatever the grid."""
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    if align_corners is not None and mode not in _ALIGN_CORNERS_MODES:
+        raise ValueError(f"align_corners applies only to modes {_ALIGN_CORNERS_MODES}, not mode={mode!r}")
+    if old_grid is not None:
+        _as_grid(old_grid, "old_grid")
+
+
 def resample_pos_embed(
     pos_embed: torch.Tensor,
     new_grid,
@@ -78,22 +119,11 @@ def resample_pos_embed(
         itself is returned. A rectangular grid with the same number of cells (2 x 8 -> 4 x 4)
         is really resampled.
     """
-    if not isinstance(pos_embed, torch.Tensor):
-        raise TypeError(f"pos_embed must be a torch.Tensor, got {type(pos_embed).__name__}")
-    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
-        raise ValueError(f"pos_embed must have shape (1, prefix + rows*cols, D), got {tuple(pos_embed.shape)}")
-    if not pos_embed.is_floating_point():
-        raise TypeError(f"pos_embed must be a floating-point tensor, got dtype {pos_embed.dtype}")
-    if isinstance(num_prefix_tokens, bool) or not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0:
-        raise ValueError(f"num_prefix_tokens must be a non-negative int, got {num_prefix_tokens!r}")
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    if align_corners is not None and mode not in _ALIGN_CORNERS_MODES:
-        raise ValueError(f"align_corners applies only to modes {_ALIGN_CORNERS_MODES}, not mode={mode!r}")
+    num_grid_tokens = _check_pos_embed(pos_embed, num_prefix_tokens)
+    _check_resample_options(mode, align_corners)
     new_grid = _as_grid(new_grid, "new_grid")
-    num_grid_tokens = pos_embed.shape[1] - num_prefix_tokens
     if old_grid is None:
-        side = math.isqrt(max(num_grid_tokens, 0))
+        side = math.isqrt(num_grid_tokens)
         if num_grid_tokens <= 0 or side * side != num_grid_tokens:
             raise ValueError(
                 f"cannot infer a square old_grid: pos_embed has {pos_embed.shape[1]} tokens, "
@@ -147,12 +177,10 @@ def sincos_pos_embed_2d(
     """
     if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim <= 0 or embed_dim % 4:
         raise ValueError(f"embed_dim must be a positive multiple of 4, got {embed_dim!r}")
-    if isinstance(num_prefix_tokens, bool) or not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0:
-        raise ValueError(f"num_prefix_tokens must be a non-negative int, got {num_prefix_tokens!r}")
+    _non_negative_int(num_prefix_tokens, "num_prefix_tokens")
     if convention not in ("mae", "big_vision"):
         raise ValueError(f"convention must be 'mae' or 'big_vision', got {convention!r}")
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature <= 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    _finite_positive(temperature, "temperature")
     rows, cols = _as_grid(grid, "grid")
     quarter = embed_dim // 4
     if convention == "big_vision" and quarter < 2:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .posembed import resample_pos_embed
+from .posembed import _check_resample_options, resample_pos_embed
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ def load_timm_state_dict(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     state_dict = _check_state_dict(state_dict)
+    _check_resample_options(mode, old_grid=old_grid)  # also when pos_embed needs no resampling
     if state_dict and all(key.startswith("module.") for key in state_dict):
         state_dict = {key[len("module."):]: value for key, value in state_dict.items()}
     own = model.state_dict()
@@ -196,6 +197,12 @@ def convert_hf_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
     for (index, kind), parts in sorted(qkv.items()):
         if set(parts) != {"q", "k", "v"}:
             raise ValueError(f"layer {index}: attention {kind} has only {sorted(parts)} of q, k, v")
+        shapes = {name: tuple(parts[name].shape) for name in "qkv"}
+        if len(set(shapes.values())) != 1:
+            raise ValueError(
+                f"layer {index}: attention {kind} shapes differ: query {shapes['q']}, key {shapes['k']}, "
+                f"value {shapes['v']}"
+            )
         # One Linear with rows ordered q, k, v equals three Linears applied side by side.
         out[f"blocks.{index}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
     if dropped:
@@ -250,6 +257,11 @@ def convert_jax_npz(npz) -> dict[str, torch.Tensor]:
     arrays = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
 
     def take(key: str) -> torch.Tensor:
+        if key not in arrays:
+            raise ValueError(
+                f"the checkpoint lacks {key!r}; expected an original google-research/vision_transformer "
+                "ViT .npz (the layout in convert_jax_npz's docstring)"
+            )
         return torch.from_numpy(np.ascontiguousarray(arrays.pop(key), dtype=np.float32))
 
     out = {

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import Batches, ImageData
+from .validation import as_device, check_class_labels, check_int, check_real, check_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +102,9 @@ def _model_device(model: nn.Module) -> torch.device:
 def _resolve_device(device) -> torch.device | None:
     if device is None:
         return None
-    if device == "auto":
+    if isinstance(device, str) and device == "auto":
         return default_device()
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device must be None, 'auto' or a torch device name, got {device!r}") from error
+    return as_device(device, "device", "None, 'auto' or a torch device name such as 'cpu' or 'cuda'")
 
 
 def _as_image_data(data, name: str = "data") -> ImageData:
@@ -115,16 +113,20 @@ def _as_image_data(data, name: str = "data") -> ImageData:
         result = data
     elif isinstance(data, Batches):
         result = data.data
-    elif isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
         images, labels = data
+        check_tensor(images, f"{name}'s images (the pair's first element)")
+        check_tensor(labels, f"{name}'s labels (the pair's second element)")
         if labels.numel() == 0:
             raise ValueError(f"{name} is empty (0 images)")
-        num_classes = int(labels.max().item()) + 1 if labels.numel() else 0
-        result = ImageData(images, labels.long(), num_classes)
+        # Integer labels only: the classes are counted from them, and a float label has no class.
+        check_class_labels(labels, f"{name}'s labels")
+        result = ImageData(images, labels, int(labels.max()) + 1)
     else:
+        size = f" of {len(data)} items" if isinstance(data, (tuple, list)) else ""
         raise TypeError(
             f"{name} must be an ImageData, a Batches or an (images, labels) pair of tensors, "
-            f"got {type(data).__name__}"
+            f"got a {type(data).__name__}{size}"
         )
     if len(result) == 0:
         raise ValueError(f"{name} is empty (0 images)")
@@ -244,6 +246,18 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_factor: float = 0.0) 
         return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def _check_checkpoint_path(path) -> None:
+    """The checkpoint file must be writable where asked, checked before any epoch is spent."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a file path (str or os.PathLike) or None, got {type(path).__name__}")
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint must be a file path, got the directory {path!r}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"checkpoint={path!r}: the directory {parent} does not exist; create it first")
 
 
 def _split_outputs(out):
@@ -370,10 +384,11 @@ def fit(
         model: maps images ``(B, C, H, W)`` to logits ``(B, K)``; a distilled model may return
             ``(cls_logits, dist_logits)`` in training mode.
         data: an :class:`~vitcourse.data.ImageData`, a :class:`~vitcourse.data.Batches` (then
-            ``batch_size``, ``augment`` and ``seed`` come from it) or an ``(images, labels)`` pair.
+            ``batch_size``, ``augment`` and ``seed`` come from it) or an ``(images, labels)`` pair
+            of tensors (labels: integer class indices).
         epochs, lr, batch_size, weight_decay: the AdamW run (batch size per process).
         warmup_epochs: linear warm-up length (may be fractional); cosine decay afterwards
-            to ``min_lr_ratio * lr``.
+            to ``min_lr_ratio * lr`` (``min_lr_ratio`` in [0, 1]).
         label_smoothing: for the cross-entropy with the labels.
         grad_clip: clip the global gradient norm to this (``None``: no clipping).
         augment: see :class:`~vitcourse.data.Batches` (e.g. ``{"shift": 1, "rotate": 10}``).
@@ -389,7 +404,7 @@ def fit(
             slowly: the same mixed-precision path, for testing it without a GPU).
         seed: seeds the batch order and augmentation.
         progress: show a ``tqdm`` progress bar (rank 0 only).
-        checkpoint: a file written after every epoch (atomically).
+        checkpoint: a file written after every epoch (atomically); its directory must exist.
         resume: continue from ``checkpoint`` if it exists (same model and settings required).
         callback: called with each epoch's history record, after the checkpoint is written.
         distributed: ``'auto'`` (use DDP when launched by torchrun with WORLD_SIZE > 1),
@@ -416,16 +431,19 @@ def _fit(
     grad_clip, augment, eval_data, teacher, distillation, alpha, tau, device, amp, seed, progress,
     checkpoint, resume, callback, distributed, cpu_threads, placed=None,
 ) -> list[dict]:  # fmt: skip
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
-    if grad_clip is not None and not grad_clip > 0:
-        raise ValueError(f"grad_clip must be positive or None, got {grad_clip!r}")
-    if warmup_epochs < 0:
-        raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
+    check_int(epochs, "epochs", "a positive int", lambda v: v >= 1)
+    check_real(lr, "lr", "a positive number", lambda v: v > 0)
+    check_real(weight_decay, "weight_decay", "a number >= 0", lambda v: v >= 0)
+    check_real(warmup_epochs, "warmup_epochs", "a number of epochs >= 0 (may be fractional)", lambda v: v >= 0)
+    check_real(min_lr_ratio, "min_lr_ratio", "a number in [0, 1] (the final lr over lr)", lambda v: 0 <= v <= 1)
+    check_real(label_smoothing, "label_smoothing", "a number in [0, 1)", lambda v: 0 <= v < 1)
+    if grad_clip is not None:
+        check_real(grad_clip, "grad_clip", "a positive number or None", lambda v: v > 0)
+    check_int(seed, "seed")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (it gets each epoch's record) or None, got {type(callback).__name__}")
+    if checkpoint is not None:
+        _check_checkpoint_path(checkpoint)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path>")
     if teacher is not None and not isinstance(teacher, nn.Module):
@@ -639,7 +657,8 @@ def evaluate(
 
     Args:
         model: maps ``(B, C, H, W)`` to logits ``(B, K)`` in eval mode.
-        data: an ImageData, a Batches (its data, unaugmented) or an ``(images, labels)`` pair.
+        data: an ImageData, a Batches (its data, unaugmented) or an ``(images, labels)`` pair
+            of tensors (labels: integer class indices).
         device, amp, cpu_threads: as in :func:`fit`.
 
     Returns:
