@@ -139,7 +139,7 @@ def test_input_gradient_map_rejects_a_batch():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="sharpness must be a positive finite number"):
+    with pytest.raises(ValueError, match="sharpness must be a finite positive number"):
         ring_attention(8, math.inf)
     with pytest.raises(ValueError, match="sharpness"):
         ring_attention(8, math.nan)

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from .validation import check_finite_positive
+
 
 def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -18,9 +20,7 @@ def _positive_int(value, name: str) -> int:
 
 
 def _positive_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+    return float(check_finite_positive(value, name))
 
 
 # ---- attention rollout (Abnar & Zuidema, 2020) ---------------------------------------------

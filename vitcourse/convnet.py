@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .model import _check_input_dtype, register_model
+from .model import register_model
+from .validation import check_image_dtype
 
 __all__ = ["SmallCNN"]
 
@@ -54,7 +55,7 @@ class SmallCNN(nn.Module):
             raise ValueError(f"x must be (B, {self.in_chans}, H, W), got {tuple(x.shape)}")
         if x.shape[2] < 2 or x.shape[3] < 2:  # the 2 x 2 max-pool needs at least one window
             raise ValueError(f"x must be at least 2 x 2 pixels, got shape {tuple(x.shape)}")
-        _check_input_dtype(x, self.head.weight.dtype)
+        check_image_dtype(x, self.head.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, num_classes)``."""

@@ -23,7 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .posembed import _check_resample_options, _finite_positive, resample_pos_embed
+from .posembed import check_resample_options, resample_pos_embed
+from .validation import check_bool, check_finite_positive, check_image_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +37,9 @@ def _positive_int(value, name: str) -> int:
     return value
 
 
-def _bool(value, name: str) -> bool:
-    # A string such as 'no' or an int would be truthy or falsy by accident: only True / False.
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
 def _mlp_hidden_dim(dim: int, mlp_ratio) -> int:
     """The MLP's hidden width ``int(dim * mlp_ratio)`` (timm's rounding), which must be >= 1."""
-    _finite_positive(mlp_ratio, "mlp_ratio")
+    check_finite_positive(mlp_ratio, "mlp_ratio")
     hidden = int(dim * mlp_ratio)
     if hidden < 1:
         raise ValueError(
@@ -53,30 +47,6 @@ def _mlp_hidden_dim(dim: int, mlp_ratio) -> int:
             f"it must be at least 1 / {dim}"
         )
     return hidden
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4: no device argument; the CPU has its own query
-        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
-
-
-def _check_input_dtype(x: torch.Tensor, expected: torch.dtype) -> None:
-    """Raise unless the images ``x`` can meet parameters of dtype ``expected`` in a matmul."""
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    if x.dtype == expected:
-        return
-    # Under torch.autocast each matmul casts its float16 / bfloat16 / float32 operands to the
-    # autocast dtype itself, so mixing those is fine there; float64 operands are never cast.
-    if _autocast_enabled(x.device.type) and torch.float64 not in (x.dtype, expected):
-        return
-    convert = "x.float()" if expected == torch.float32 else f"x.to({expected})"
-    raise TypeError(
-        f"x has dtype {x.dtype} but the model's parameters are {expected}: convert the images "
-        f"with {convert}, or the model with model.to({x.dtype})"
-    )
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -124,7 +94,7 @@ class PatchEmbed(nn.Module):
                 raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
         self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.dynamic_img_size = _bool(dynamic_img_size, "dynamic_img_size")
+        self.dynamic_img_size = check_bool(dynamic_img_size, "dynamic_img_size")
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -133,7 +103,7 @@ class PatchEmbed(nn.Module):
             raise TypeError(f"x must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
         if x.dim() != 4:
             raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
-        _check_input_dtype(x, self.proj.weight.dtype)
+        check_image_dtype(x, self.proj.weight.dtype)
         _, channels, height, width = x.shape
         if channels != self.in_chans:
             raise ValueError(f"x has {channels} channels, the model expects in_chans={self.in_chans}")
@@ -180,7 +150,7 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=_bool(qkv_bias, "qkv_bias"))
+        self.qkv = nn.Linear(dim, dim * 3, bias=check_bool(qkv_bias, "qkv_bias"))
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
@@ -236,7 +206,7 @@ class Block(nn.Module):
         norm_first: bool = True,
     ):
         super().__init__()
-        self.norm_first = _bool(norm_first, "norm_first")
+        self.norm_first = check_bool(norm_first, "norm_first")
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
@@ -316,7 +286,7 @@ class VisionTransformer(nn.Module):
         for name, value in (
             ("class_token", class_token), ("no_embed_class", no_embed_class), ("grad_checkpointing", grad_checkpointing)
         ):
-            _bool(value, name)
+            check_bool(value, name)
         if global_pool not in ("token", "avg"):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
         if global_pool == "token" and not class_token:
@@ -394,7 +364,7 @@ class VisionTransformer(nn.Module):
 
     @dynamic_img_size.setter
     def dynamic_img_size(self, enable: bool) -> None:
-        self.patch_embed.dynamic_img_size = _bool(enable, "dynamic_img_size")
+        self.patch_embed.dynamic_img_size = check_bool(enable, "dynamic_img_size")
 
     @property
     def _pos_embed_prefix_tokens(self) -> int:
@@ -407,7 +377,7 @@ class VisionTransformer(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Turn gradient checkpointing on or off (as timm's method of the same name)."""
-        self.grad_checkpointing = _bool(enable, "enable")
+        self.grad_checkpointing = check_bool(enable, "enable")
 
     def set_image_size(self, img_size, mode: str = "bicubic", antialias: bool = True) -> None:
         """Change the model's image size in place, resampling the position embeddings once.
@@ -420,7 +390,7 @@ class VisionTransformer(nn.Module):
         logits equal those of the same model run with ``dynamic_img_size=True`` at that size.
         """
         new_size = _pair(img_size, "img_size")
-        _check_resample_options(mode)  # also when the grid stays the same and nothing is resampled
+        check_resample_options(mode)  # also when the grid stays the same and nothing is resampled
         patch = self.patch_embed.patch_size
         if new_size[0] % patch[0] or new_size[1] % patch[1]:
             raise ValueError(f"img_size {new_size} is not a multiple of patch_size {patch}")

@@ -28,6 +28,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .validation import check_finite_positive
+
 _MODES = ("nearest", "bilinear", "bicubic", "area", "nearest-exact")
 _ANTIALIAS_MODES = ("bilinear", "bicubic")
 _ALIGN_CORNERS_MODES = ("bilinear", "bicubic")
@@ -54,13 +56,6 @@ def _non_negative_int(value, name: str) -> int:
     return value
 
 
-def _finite_positive(value, name: str):
-    """Validate a positive real number (NaN and infinity are not)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return value
-
-
 def _check_pos_embed(pos_embed, num_prefix_tokens) -> int:
     """Validate a ``(1, num_prefix_tokens + rows * cols, D)`` table; return its number of grid tokens."""
     if not isinstance(pos_embed, torch.Tensor):
@@ -78,7 +73,7 @@ def _check_pos_embed(pos_embed, num_prefix_tokens) -> int:
     return pos_embed.shape[1] - num_prefix_tokens
 
 
-def _check_resample_options(mode: str, align_corners: bool | None = None, old_grid=None) -> None:
+def check_resample_options(mode: str, align_corners: bool | None = None, old_grid=None) -> None:
     """Validate :func:`resample_pos_embed`'s options. Callers that skip the resampling when the
     grid does not change call this first, so that a typo fails whatever the grid."""
     if mode not in _MODES:
@@ -120,7 +115,7 @@ def resample_pos_embed(
         is really resampled.
     """
     num_grid_tokens = _check_pos_embed(pos_embed, num_prefix_tokens)
-    _check_resample_options(mode, align_corners)
+    check_resample_options(mode, align_corners)
     new_grid = _as_grid(new_grid, "new_grid")
     if old_grid is None:
         side = math.isqrt(num_grid_tokens)
@@ -180,7 +175,7 @@ def sincos_pos_embed_2d(
     _non_negative_int(num_prefix_tokens, "num_prefix_tokens")
     if convention not in ("mae", "big_vision"):
         raise ValueError(f"convention must be 'mae' or 'big_vision', got {convention!r}")
-    _finite_positive(temperature, "temperature")
+    check_finite_positive(temperature, "temperature")
     rows, cols = _as_grid(grid, "grid")
     quarter = embed_dim // 4
     if convention == "big_vision" and quarter < 2:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .posembed import _check_resample_options, resample_pos_embed
+from .posembed import check_resample_options, resample_pos_embed
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def load_timm_state_dict(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     state_dict = _check_state_dict(state_dict)
-    _check_resample_options(mode, old_grid=old_grid)  # also when pos_embed needs no resampling
+    check_resample_options(mode, old_grid=old_grid)  # also when pos_embed needs no resampling
     if state_dict and all(key.startswith("module.") for key in state_dict):
         state_dict = {key[len("module."):]: value for key, value in state_dict.items()}
     own = model.state_dict()

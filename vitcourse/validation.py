@@ -68,3 +68,42 @@ def as_device(device, name: str = "device", expected: str = "a torch device such
     if available is not None and not available():
         raise ValueError(f"{name}={str(device)!r}, but this machine has no {device.type} device; use 'cpu'")
     return device
+
+
+def check_bool(value, name: str) -> bool:
+    """Only True or False: a string such as 'no' or an int would be truthy or falsy by accident."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_finite_positive(value, name: str):
+    """Validate a positive real number (NaN and infinity are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    return value
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Is torch.autocast active for this device type (in the current thread)?"""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument; the CPU has its own query
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def check_image_dtype(x: torch.Tensor, expected: torch.dtype) -> None:
+    """Raise unless the images ``x`` can meet parameters of dtype ``expected`` in a matmul."""
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dtype == expected:
+        return
+    # Under torch.autocast each matmul casts its float16 / bfloat16 / float32 operands to the
+    # autocast dtype itself, so mixing those is fine there; float64 operands are never cast.
+    if _autocast_enabled(x.device.type) and torch.float64 not in (x.dtype, expected):
+        return
+    convert = "x.float()" if expected == torch.float32 else f"x.to({expected})"
+    raise TypeError(
+        f"x has dtype {x.dtype} but the model's parameters are {expected}: convert the images "
+        f"with {convert}, or the model with model.to({x.dtype})"
+    )
