@@ -310,10 +310,12 @@ class Zygote:
             self.control.close()
             self.control = None
         if self.process is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            # Only while it is unreaped (running or a zombie) is its pid, and its group's, still its own.
+            if self.process.poll() is None:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except OSError:
+                    pass
             self.process.kill()
             self.process.wait()
             self.process = None

@@ -220,8 +220,11 @@ def _reap() -> None:
             return
 
 
-def _kill_everything(child: int, sandboxed: bool) -> bool:
-    """Kill the child and anything it left behind; True when nothing is left."""
+def _kill_everything(sandboxed: bool) -> bool:
+    """Kill whatever the reaped child left behind; True when nothing is left.
+
+    Only live processes are signalled: a pid that has been reaped may already belong to an
+    unrelated process (pids wrap around quickly on a machine running fork bombs)."""
     for _ in range(50):
         if sandboxed:
             # we are alone in a PID namespace with bubblewrap's init: -1 means "all the others"
@@ -230,7 +233,7 @@ def _kill_everything(child: int, sandboxed: bool) -> bool:
             except OSError:
                 pass
         else:
-            for pid in [child] + _descendants():
+            for pid in _descendants():  # our unreaped children: their pids are still theirs
                 for kill in (os.killpg, os.kill):
                     try:
                         kill(pid, signal.SIGKILL)
@@ -304,24 +307,30 @@ def zygote(control_fd: int, sandboxed: bool) -> None:
         for fd in fds:
             os.close(fd)
         channel.send(control, {"event": "started"})
-        status = _wait(pid, control)
-        clean = _kill_everything(pid, sandboxed)
+        _wait(pid, control)
+        # The child is a zombie now: its pid, and so its process-group id, cannot be reused yet,
+        # so killing its group here can only hit what it left in that group. Then reap it.
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _, status = os.waitpid(pid, 0)
+        clean = _kill_everything(sandboxed)
         if sandboxed:
             clean = _wipe("/tmp") and _wipe("/dev/shm") and clean
         channel.send(control, {"event": "exited", "clean": clean, **_describe_status(status)})
 
 
-def _wait(pid: int, control: socket.socket) -> int:
-    """Wait for the child to end; a kill request from the grader ends it early."""
+def _wait(pid: int, control: socket.socket) -> None:
+    """Wait for the child to end, without reaping it; a kill request from the grader ends it early."""
     try:
         waitable = os.pidfd_open(pid)
     except (AttributeError, OSError):
         waitable = None
     try:
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return status
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return
             ready, _, _ = select.select([control] + ([waitable] if waitable else []), [], [],
                                         None if waitable else 0.02)
             if control in ready:

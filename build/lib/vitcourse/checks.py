@@ -1,0 +1,509 @@
+"""Visible self-checks for the exercises: ``check("patchify", patchify)`` in a student's notebook.
+
+Each check runs the student's function or class on a few small, seeded inputs on the CPU (well
+under a second), compares it with the package's reference implementation, and prints one line
+per case saying what was expected and what came back. It never raises for a student's mistake:
+it returns ``True`` when every case passes, ``False`` otherwise. The hidden tests of the grader
+go further (fresh random inputs, more edge cases); passing these checks is a good sign, not a
+guarantee.
+
+Exercise 07's contract is defined with the exercise, so its references
+(``reference_same_object_mask``, ``reference_count_objects``) live here.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+
+import torch
+
+__all__ = [
+    "check",
+    "CHECK_NAMES",
+    "reference_same_object_mask",
+    "reference_count_objects",
+]
+
+
+# ---- references defined with the exercises -------------------------------------------------
+
+
+def _check_ids(ids) -> None:
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype != torch.int64:
+        what = f"{tuple(ids.shape)} {ids.dtype}" if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise ValueError(f"ids must be a (B, N) int64 tensor, got {what}")
+    if (ids < 0).any():
+        raise ValueError("ids must be >= 0 (0 is background)")
+
+
+def reference_same_object_mask(ids: torch.Tensor) -> torch.Tensor:
+    """Exercise 07: ``(B, N)`` int64 ids -> ``(B, N, N)`` bool, True where both ids equal and non-zero."""
+    _check_ids(ids)
+    return (ids[:, :, None] == ids[:, None, :]) & (ids[:, :, None] != 0)
+
+
+def reference_count_objects(ids: torch.Tensor) -> torch.Tensor:
+    """Exercise 07: ``(B, N)`` int64 ids -> ``(B,)`` int64, the number of distinct non-zero ids."""
+    _check_ids(ids)
+    return torch.tensor([len(set(row.tolist()) - {0}) for row in ids], dtype=torch.int64)
+
+
+# ---- reporting -----------------------------------------------------------------------------
+
+
+class _NotImplementedYet(Exception):
+    pass
+
+
+class _Checker:
+    """Runs cases, prints one line each, and remembers whether all passed."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.passed = 0
+        self.failed = 0
+
+    def ok(self, what: str) -> None:
+        self.passed += 1
+        print(f"  [pass] {what}")
+
+    def fail(self, what: str, why: str) -> None:
+        self.failed += 1
+        print(f"  [FAIL] {what}: {why}")
+
+    def run(self, label: str, fn):
+        """Call the student's code; a stub stops the check, any other error fails this case."""
+        try:
+            return True, fn()
+        except NotImplementedError:
+            raise _NotImplementedYet from None
+        except Exception as error:  # the student's bug, reported, not raised
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            self.fail(label, f"raised {type(error).__name__}: {error} (line {frame.lineno}: {frame.line})")
+            return False, None
+
+    def tensor(self, label: str, got, expected: torch.Tensor, rtol=None, atol=None) -> bool:
+        why = _tensor_mismatch(got, expected, rtol, atol)
+        if why:
+            self.fail(label, why)
+            return False
+        self.ok(f"{label}: {_describe(expected)} as expected")
+        return True
+
+    def number(self, label: str, got, expected, rel: float = 1e-9, exact_int: bool = False) -> bool:
+        if type(got) not in ((int,) if exact_int else (int, float)):
+            kinds = "an int" if exact_int else "an int or a float"
+            self.fail(label, f"expected {kinds} ({expected!r}), got {type(got).__name__} {got!r}")
+            return False
+        if exact_int and got != expected or not exact_int and not math.isclose(got, expected, rel_tol=rel, abs_tol=0.0):
+            self.fail(label, f"expected {expected!r}, got {got!r}")
+            return False
+        self.ok(f"{label} = {got!r}")
+        return True
+
+    def raises(self, label: str, fn, exception: type) -> bool:
+        try:
+            result = fn()
+        except NotImplementedError:
+            raise _NotImplementedYet from None
+        except exception as error:
+            self.ok(f"{label} raises {exception.__name__} ({error})")
+            return True
+        except Exception as error:
+            self.fail(label, f"expected {exception.__name__}, got {type(error).__name__}: {error}")
+            return False
+        self.fail(label, f"expected {exception.__name__}, but it returned {_short(result)}")
+        return False
+
+
+def _describe(t: torch.Tensor) -> str:
+    return f"shape {tuple(t.shape)}, {str(t.dtype).removeprefix('torch.')}"
+
+
+def _short(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of {_describe(value)}"
+    text = repr(value)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+def default_tolerances(dtype: torch.dtype) -> tuple[float, float]:
+    """``(rtol, atol)`` for comparing a result of this dtype with the reference."""
+    if dtype == torch.float64:
+        return 1e-10, 1e-12
+    if dtype in (torch.float16, torch.bfloat16):
+        return 1e-2, 1e-3
+    return 1e-5, 1e-6
+
+
+def _tensor_mismatch(got, expected: torch.Tensor, rtol=None, atol=None) -> str | None:
+    """``None`` if ``got`` matches ``expected``, else a sentence saying how it differs."""
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor of {_describe(expected)}, got {_short(got)}"
+    if got.shape != expected.shape:
+        return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if got.dtype != expected.dtype:
+        return f"expected dtype {expected.dtype}, got {got.dtype}"
+    got, expected = got.detach().cpu(), expected.detach().cpu()
+    if expected.dtype == torch.bool or not expected.is_floating_point():
+        bad = got != expected
+    else:
+        default_rtol, default_atol = default_tolerances(expected.dtype)
+        rtol = default_rtol if rtol is None else rtol
+        scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
+        atol = default_atol * scale if atol is None else atol
+        bad = ~torch.isclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
+    if not bad.any():
+        return None
+    index = tuple(int(i) for i in bad.nonzero()[0])
+    return (
+        f"{int(bad.sum())} of {bad.numel()} values differ; first at index {index}: "
+        f"expected {expected[index].item():.6g}, got {got[index].item():.6g}"
+    )
+
+
+# ---- the checks, one per contract name -----------------------------------------------------
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _check_patchify(c: _Checker, patchify) -> None:
+    from .patches import patchify as ref
+
+    g = _gen()
+    for shape, p in (((2, 3, 8, 12), 4), ((1, 1, 6, 6), 2), ((2, 2, 4, 4), 4)):
+        x = torch.randn(*shape, generator=g)
+        done, got = c.run(f"patchify(images {shape}, {p})", lambda x=x, p=p: patchify(x, p))
+        if done:
+            c.tensor(f"patchify(images {shape}, {p})", got, ref(x, p))
+    # The patch order and flattening order match a stride-p convolution (the ViT patch embedding).
+    x = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)
+    done, got = c.run("patchify on arange(32) as (1, 2, 4, 4), p=2", lambda: patchify(x, 2))
+    if done:
+        c.tensor("patchify on arange(32) as (1, 2, 4, 4), p=2 (row-major patches, (C, p, p) inside)", got, ref(x, 2))
+    c.raises("patchify(images (1, 3, 10, 8), 4)", lambda: patchify(torch.zeros(1, 3, 10, 8), 4), ValueError)
+
+
+def _check_unpatchify(c: _Checker, unpatchify) -> None:
+    from .patches import patchify as ref_patchify
+
+    g = _gen(1)
+    for shape, p in (((2, 3, 8, 12), 4), ((1, 1, 2, 2), 2)):
+        x = torch.randn(*shape, generator=g)
+        patches = ref_patchify(x, p)
+        label = f"unpatchify(patchify(images {shape}, {p}), {p}, {shape[2:]})"
+        done, got = c.run(label, lambda patches=patches, p=p, hw=shape[2:]: unpatchify(patches, p, hw))
+        if done:
+            c.tensor(label, got, x)
+
+
+def _check_min_object_size(c: _Checker, fn) -> None:
+    from .analysis import min_object_size as ref
+
+    for args in ((16, 0.1, 0.5), (4, 0.2, 1.0, 2.0), (32, 1.0, 0.25)):
+        done, got = c.run(f"min_object_size{args}", lambda args=args: fn(*args))
+        if done:
+            c.number(f"min_object_size{args}", got, ref(*args))
+
+
+def _check_softmax_attention(c: _Checker, fn) -> None:
+    from .attention import softmax_attention as ref
+
+    g = _gen(3)
+    q, k, v = (torch.randn(2, 5, 8, generator=g) for _ in range(3))
+    for tau in (None, 0.5, 4.0):
+        label = f"softmax_attention(q, k, v, tau={tau}) on (2, 5, 8)"
+        done, got = c.run(label, lambda tau=tau: fn(q, k, v, tau=tau))
+        if not done:
+            continue
+        if not isinstance(got, tuple) or len(got) != 2:
+            c.fail(label, f"expected a tuple (out, weights), got {_short(got)}")
+            continue
+        out, weights = ref(q, k, v, tau=tau)
+        c.tensor(label + " weights", got[1], weights)
+        c.tensor(label + " out", got[0], out)
+    q4, k4, v4 = torch.randn(1, 2, 3, 4, generator=g), torch.randn(1, 2, 6, 4, generator=g), torch.randn(1, 2, 6, 5, generator=g)
+    label = "softmax_attention with heads (1, 2, 3, 4) queries, 6 keys, value width 5"
+    done, got = c.run(label, lambda: fn(q4, k4, v4))
+    if done and isinstance(got, tuple) and len(got) == 2:
+        c.tensor(label + " out", got[0], ref(q4, k4, v4)[0])
+
+
+def _reference_attention(dim: int, heads: int, qkv_bias: bool, seed: int):
+    from .model import Attention
+
+    torch.manual_seed(seed)
+    module = Attention(dim, heads, qkv_bias=qkv_bias).eval()
+    with torch.no_grad():  # non-zero biases, so a bias put in the wrong place shows
+        for name, param in module.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0, 0.1)
+    return module
+
+
+def _build(c: _Checker, label: str, cls, *args, **kwargs):
+    done, module = c.run(label, lambda: cls(*args, **kwargs))
+    if done and not isinstance(module, torch.nn.Module):
+        c.fail(label, f"expected an nn.Module, got {_short(module)}")
+        return None
+    return module if done else None
+
+
+def _same_state_dict(c: _Checker, label: str, module, reference) -> bool:
+    got = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    if got != expected:
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if extra:
+            parts.append(f"unexpected {extra}")
+        if wrong:
+            parts.append("; ".join(f"{k} has shape {got[k]}, expected {expected[k]}" for k in wrong))
+        c.fail(label, "parameters differ from the contract: " + ", ".join(parts))
+        return False
+    c.ok(f"{label}: parameter names and shapes {sorted(expected)}")
+    return True
+
+
+def _check_mhsa(c: _Checker, cls) -> None:
+    g = _gen(4)
+    for dim, heads, bias in ((8, 2, True), (12, 3, False)):
+        label = f"MultiHeadSelfAttention({dim}, {heads}, qkv_bias={bias})"
+        module = _build(c, label, cls, dim, heads, qkv_bias=bias)
+        if module is None:
+            continue
+        reference = _reference_attention(dim, heads, bias, seed=dim)
+        if not _same_state_dict(c, label, module, reference):
+            continue
+        if not c.run(label + " load_state_dict", lambda m=module, r=reference: m.load_state_dict(r.state_dict()))[0]:
+            continue
+        module.eval()
+        x = torch.randn(2, 5, dim, generator=g)
+        with torch.no_grad():
+            done, got = c.run(label + " forward", lambda module=module, x=x: module(x))
+            if done:
+                c.tensor(f"{label} forward on (2, 5, {dim}) with the reference weights", got, reference(x))
+    c.raises("MultiHeadSelfAttention(10, 3)", lambda: cls(10, 3), ValueError)
+
+
+def _check_sincos(c: _Checker, fn) -> None:
+    from .posembed import sincos_pos_embed_2d as ref
+
+    for args, kwargs in (((8, (2, 3)), {}), ((16, (4, 4)), {}), ((4, (1, 1)), {}), ((8, (3, 2)), {"num_prefix_tokens": 1})):
+        label = f"sincos_pos_embed_2d{args}{''.join(f' {k}={v}' for k, v in kwargs.items())}"
+        done, got = c.run(label, lambda a=args, k=kwargs: fn(*a, **k))
+        if done:
+            c.tensor(label, got, ref(*args, **kwargs))
+    c.raises("sincos_pos_embed_2d(6, (2, 2))", lambda: fn(6, (2, 2)), ValueError)
+
+
+def _random_attentions(g, depth, batch, heads, n):
+    return [torch.randn(batch, heads, n, n, generator=g).softmax(-1) for _ in range(depth)]
+
+
+def _check_rollout(c: _Checker, fn) -> None:
+    from .analysis import attention_rollout as ref
+
+    g = _gen(6)
+    attentions = _random_attentions(g, 3, 2, 2, 4)
+    for w in (0.5, 0.0, 0.25):
+        label = f"attention_rollout(3 layers of (2, 2, 4, 4), residual_weight={w})"
+        done, got = c.run(label, lambda w=w: fn(attentions, residual_weight=w))
+        if done:
+            c.tensor(label, got, ref(attentions, residual_weight=w))
+    one = _random_attentions(g, 1, 1, 3, 5)
+    label = "attention_rollout(1 layer of (1, 3, 5, 5))"
+    done, got = c.run(label, lambda: fn(one))
+    if done:
+        c.tensor(label, got, ref(one))
+
+
+def _example_ids() -> torch.Tensor:
+    # Two images of 8 tokens; objects split into two far-apart halves share an identifier.
+    return torch.tensor([[1, 0, 2, 0, 0, 1, 0, 2], [0, 3, 0, 0, 0, 0, 3, 5]], dtype=torch.int64)
+
+
+def _check_same_object_mask(c: _Checker, fn) -> None:
+    g = _gen(7)
+    for ids in (_example_ids(), torch.randint(0, 4, (3, 10), generator=g), torch.zeros(1, 4, dtype=torch.int64)):
+        label = f"same_object_mask(ids {tuple(ids.shape)})"
+        done, got = c.run(label, lambda ids=ids: fn(ids))
+        if done:
+            c.tensor(label, got, reference_same_object_mask(ids))
+
+
+def _check_count_objects(c: _Checker, fn) -> None:
+    g = _gen(8)
+    for ids in (_example_ids(), torch.randint(0, 6, (3, 12), generator=g), torch.zeros(1, 4, dtype=torch.int64)):
+        label = f"count_objects(ids {ids.tolist() if ids.numel() <= 16 else tuple(ids.shape)})"
+        done, got = c.run(label, lambda ids=ids: fn(ids))
+        if done:
+            c.tensor(label, got, reference_count_objects(ids))
+
+
+def _check_mhsa_macs(c: _Checker, fn) -> None:
+    from .analysis import mhsa_macs as ref
+
+    for args in ((197, 768), (16, 64), (1, 1)):
+        done, got = c.run(f"mhsa_macs{args}", lambda args=args: fn(*args))
+        if done:
+            c.number(f"mhsa_macs{args}", got, ref(*args), exact_int=True)
+
+
+def _check_crossover(c: _Checker, fn) -> None:
+    from .analysis import attention_crossover as ref
+
+    for dim in (64, 768, 1):
+        done, got = c.run(f"attention_crossover({dim})", lambda dim=dim: fn(dim))
+        if done:
+            c.number(f"attention_crossover({dim})", got, ref(dim), exact_int=True)
+
+
+def _check_map_bytes(c: _Checker, fn) -> None:
+    from .analysis import attention_map_bytes as ref
+
+    for args, kwargs in (((12, 12, 197), {}), ((4, 4, 65), {"bytes_per_element": 2})):
+        done, got = c.run(f"attention_map_bytes{args} {kwargs}", lambda a=args, k=kwargs: fn(*a, **k))
+        if done:
+            c.number(f"attention_map_bytes{args} {kwargs}", got, ref(*args, **kwargs), exact_int=True)
+
+
+def _check_qk_bytes(c: _Checker, fn) -> None:
+    from .analysis import checkpointed_qk_bytes as ref
+
+    for args, kwargs in (((12, 12, 197, 64), {}), ((4, 4, 65, 16), {"bytes_per_element": 2})):
+        done, got = c.run(f"checkpointed_qk_bytes{args} {kwargs}", lambda a=args, k=kwargs: fn(*a, **k))
+        if done:
+            c.number(f"checkpointed_qk_bytes{args} {kwargs}", got, ref(*args, **kwargs), exact_int=True)
+
+
+def _reference_block(dim, heads, mlp_ratio, norm_first, seed):
+    from .model import Block
+
+    torch.manual_seed(seed)
+    block = Block(dim, heads, mlp_ratio=mlp_ratio, norm_first=norm_first).eval()
+    with torch.no_grad():  # non-trivial LayerNorm affine and biases, so a misplaced one shows
+        for name, param in block.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0, 0.1)
+            elif name.startswith("norm"):
+                param.normal_(1, 0.1)
+    return block
+
+
+def _check_block(c: _Checker, cls) -> None:
+    g = _gen(10)
+    for norm_first in (True, False):
+        label = f"Block(16, 4, mlp_ratio=2.0, norm_first={norm_first})"
+        module = _build(c, label, cls, 16, 4, mlp_ratio=2.0, norm_first=norm_first)
+        if module is None:
+            continue
+        reference = _reference_block(16, 4, 2.0, norm_first, seed=int(norm_first))
+        if not _same_state_dict(c, label, module, reference):
+            continue
+        if not c.run(label + " load_state_dict", lambda m=module, r=reference: m.load_state_dict(r.state_dict()))[0]:
+            continue
+        module.eval()
+        x = torch.randn(2, 5, 16, generator=g)
+        with torch.no_grad():
+            done, got = c.run(label + " forward", lambda module=module, x=x: module(x))
+            if done:
+                c.tensor(label + " forward with the reference weights", got, reference(x))
+
+
+def _check_distillation_loss(c: _Checker, fn) -> None:
+    from .distill import distillation_loss as ref
+
+    g = _gen(11)
+    cls_logits, dist_logits, teacher = (torch.randn(4, 5, generator=g) for _ in range(3))
+    labels = torch.randint(0, 5, (4,), generator=g)
+    for kind, alpha, tau in (("none", 0.5, 1.0), ("hard", 0.5, 1.0), ("soft", 0.5, 1.0), ("soft", 0.3, 3.0), ("hard", 0.9, 2.0)):
+        label = f"distillation_loss(kind={kind!r}, alpha={alpha}, tau={tau})"
+        done, got = c.run(label, lambda k=kind, a=alpha, t=tau: fn(cls_logits, dist_logits, teacher, labels, kind=k, alpha=a, tau=t))
+        if done:
+            expected = ref(cls_logits, dist_logits, teacher, labels, kind=kind, alpha=alpha, tau=tau)
+            c.tensor(label, got, expected)
+    c.raises(
+        "distillation_loss(kind='medium')",
+        lambda: fn(cls_logits, dist_logits, teacher, labels, kind="medium"),
+        ValueError,
+    )
+
+
+def _check_resample(c: _Checker, fn) -> None:
+    from .posembed import resample_pos_embed as ref
+
+    g = _gen(12)
+    cases = (
+        ((1, 1 + 16, 8), ((6, 6),), {}),
+        ((1, 1 + 12, 8), ((6, 2), (3, 4)), {}),
+        ((1, 2 + 36, 4), ((3, 3),), {"num_prefix_tokens": 2}),
+        ((1, 9, 4), ((5, 5),), {"num_prefix_tokens": 0, "mode": "bilinear"}),
+    )
+    for shape, args, kwargs in cases:
+        pos = torch.randn(*shape, generator=g)
+        label = f"resample_pos_embed(pos_embed {shape}, {', '.join(map(str, args))}{''.join(f', {k}={v!r}' for k, v in kwargs.items())})"
+        done, got = c.run(label, lambda pos=pos, a=args, k=kwargs: fn(pos, *a, **k))
+        if done:
+            c.tensor(label, got, ref(pos, *args, **kwargs), rtol=1e-5, atol=1e-5)
+    c.raises(
+        "resample_pos_embed(pos_embed (1, 1 + 15, 8), (4, 4)) (15 grid tokens: not a square)",
+        lambda: fn(torch.zeros(1, 16, 8), (4, 4)),
+        ValueError,
+    )
+
+
+_CHECKS = {
+    "patchify": _check_patchify,
+    "unpatchify": _check_unpatchify,
+    "min_object_size": _check_min_object_size,
+    "softmax_attention": _check_softmax_attention,
+    "MultiHeadSelfAttention": _check_mhsa,
+    "sincos_pos_embed_2d": _check_sincos,
+    "attention_rollout": _check_rollout,
+    "same_object_mask": _check_same_object_mask,
+    "count_objects": _check_count_objects,
+    "mhsa_macs": _check_mhsa_macs,
+    "attention_crossover": _check_crossover,
+    "attention_map_bytes": _check_map_bytes,
+    "checkpointed_qk_bytes": _check_qk_bytes,
+    "Block": _check_block,
+    "distillation_loss": _check_distillation_loss,
+    "resample_pos_embed": _check_resample,
+}
+CHECK_NAMES = tuple(_CHECKS)
+
+
+def check(name: str, obj) -> bool:
+    """Check a student's ``obj`` against the contract ``name``; print what passed; return all-passed.
+
+    ``name`` is one of :data:`CHECK_NAMES` (e.g. ``"patchify"``). Raises ``ValueError`` only for
+    an unknown name; a mistake in ``obj`` is printed, never raised.
+    """
+    if name not in _CHECKS:
+        raise ValueError(f"unknown check {name!r}; valid names: {', '.join(CHECK_NAMES)}")
+    checker = _Checker(name)
+    print(f"Checking {name}:")
+    if not callable(obj):
+        checker.fail(name, f"expected a function or class, got {_short(obj)}")
+    else:
+        try:
+            _CHECKS[name](checker, obj)
+        except _NotImplementedYet:
+            print(
+                f"  {name} is not implemented yet: replace the `raise NotImplementedError` "
+                "with your code, then run this cell again."
+            )
+            return False
+    if checker.failed:
+        print(f"{name}: {checker.failed} of {checker.passed + checker.failed} checks failed.")
+        return False
+    print(f"{name}: all {checker.passed} checks passed.")
+    return True

@@ -1,0 +1,70 @@
+"""The ``vitcourse`` command: ``vitcourse release | grade | bench``.
+
+Each subcommand's work lives in its own module, imported only when that subcommand runs, so
+``vitcourse --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitcourse", description="The Vision Transformer course.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    release = commands.add_parser("release", help="generate exercises/ from solutions/")
+    release.add_argument("--root", default=".", help="repository root (default: .)")
+    release.add_argument(
+        "--check", action="store_true", help="exit non-zero if exercises/ is out of date; write nothing"
+    )
+
+    stamp = commands.add_parser(
+        "stamp", help="(re)write every notebook's Colab badge and install cell from _config.yml"
+    )
+    stamp.add_argument("--root", default=".", help="repository root (default: .)")
+    stamp.add_argument("--check", action="store_true", help="exit non-zero if a notebook is out of date")
+
+    bench = commands.add_parser("bench", help="benchmarks that print ratios measured side by side")
+    benches = bench.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    model = benches.add_parser("model", help="images/s of our ViT vs timm's and a naive reference")
+    model.add_argument("--config", default="vit_small_patch16_224", help="model name")
+    model.add_argument("--batch", type=int, default=16, help="batch size")
+    model.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    model.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
+    model.add_argument("--compile", action="store_true", help="also time torch.compile (CUDA)")
+    model.add_argument("--checkpointing", action="store_true", help="also measure gradient checkpointing")
+    model.add_argument(
+        "--min-time", dest="min_time", type=float, default=0.25, help="seconds per measurement (default 0.25)"
+    )
+    model.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    train = benches.add_parser("train", help="train the course-scale ViT and CNN on digits")
+    train.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    train.add_argument("--seed", type=int, default=0)
+
+    # `grade` owns its arguments: vitcourse.grading.command adds them.
+    grade = commands.add_parser("grade", help="grade a folder of submitted notebooks")
+    from .grading.command import add_arguments
+
+    add_arguments(grade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    if args.command == "release":
+        from .release import main as run
+    elif args.command == "stamp":
+        from .stamp import main as run
+    elif args.command == "bench" and args.bench == "model":
+        from .bench_model import main as run
+    elif args.command == "bench" and args.bench == "train":
+        from .bench_train import main as run
+    else:
+        from .grading.command import main as run
+    return run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

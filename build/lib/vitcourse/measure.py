@@ -1,0 +1,187 @@
+"""Measuring a model's speed and memory: timing, matmul rate, FLOPs, live tensor memory.
+
+The pieces ``vitcourse bench model`` is made of. Times are seconds per step, measured in
+interleaved rounds so that drifts in machine load hit every step alike; ratios are medians
+over rounds of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import weakref
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .model import VisionTransformer
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (GPU kernels run asynchronously); no-op on the CPU."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    elif device.startswith("mps"):
+        torch.mps.synchronize()
+
+
+def seconds_per_step(step: Callable[[], None], iterations: int, device: str) -> float:
+    """Mean wall-clock seconds of one call of ``step`` over ``iterations`` calls."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / iterations
+
+
+def interleaved(steps: dict[str, Callable[[], None]], repeats: int, iterations: int, device: str) -> dict[str, list[float]]:
+    """Seconds per step of every entry, ``repeats`` rounds, each round running all entries."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for round_index in range(repeats):
+        # Alternate the order, so that no model always runs right after the same other one.
+        for name in names if round_index % 2 == 0 else reversed(names):
+            times[name].append(seconds_per_step(steps[name], iterations, device))
+    return times
+
+
+def median_ratio(mine: list[float], other: list[float]) -> float:
+    """Median over rounds of (other's time / my time), i.e. my speed-up over ``other``."""
+    return statistics.median(o / m for m, o in zip(mine, other, strict=True))
+
+
+def matmul_tflops(device: str, dtype: torch.dtype, size: int, seconds: float = 0.5) -> float:
+    """Measured dense matmul rate in TFLOP/s, for a ``size`` x ``size`` product."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    iterations = max(1, int(seconds / max(seconds_per_step(lambda: a @ b, 1, device), 1e-6)))
+    return 2 * size**3 / seconds_per_step(lambda: a @ b, iterations, device) / 1e12
+
+
+def count_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast) -> tuple[int, int]:
+    """FLOPs of one forward and of one forward + backward step (matmuls and attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), autocast():
+        model(x)
+    forward = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        with autocast():
+            loss = F.cross_entropy(model(x).float(), y)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return forward, counter.get_total_flops()
+
+
+def linear_matmuls(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> Callable[[], None]:
+    """A step doing only the matrix products of ``model``'s Linear layers in a training step.
+
+    For a Linear ``y = a W^T + b`` on ``a`` of shape ``(rows, in)``: ``addmm`` forward, and
+    backward ``g W`` (gradient of ``a``) and ``g^T a`` (gradient of ``W``), on tensors of the
+    shapes one forward pass of ``x`` gives. Every implementation of the config does these
+    products (the naive reference does the same ones, q, k and v split three ways), so no model
+    can train faster than this step runs: it is a floor, measured at the same shapes.
+    """
+    shapes: list[tuple[nn.Linear, int]] = []
+    hooks = [layer.register_forward_hook(lambda layer, args, out: shapes.append((layer, args[0].numel() // layer.in_features)))
+             for layer in model.modules() if isinstance(layer, nn.Linear)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    operands = []
+    for layer, rows in shapes:
+        weight = layer.weight.detach().to(dtype)
+        bias = None if layer.bias is None else layer.bias.detach().to(dtype)
+        inputs = torch.randn(rows, layer.in_features, device=weight.device, dtype=dtype)
+        grad = torch.randn(rows, layer.out_features, device=weight.device, dtype=dtype)
+        operands.append((inputs, weight, bias, grad))
+
+    def step() -> None:
+        for inputs, weight, bias, grad in operands:
+            if bias is None:
+                inputs @ weight.t()
+            else:
+                torch.addmm(bias, inputs, weight.t())
+            grad @ weight
+            grad.t() @ inputs
+
+    return step
+
+
+class TensorMemoryTracker(TorchDispatchMode):
+    """Bytes of tensor storage created inside the ``with`` block and not yet freed.
+
+    Every operator's output storage is counted once when it first appears and subtracted when
+    Python frees it (a weakref finalizer), so ``live`` is the memory of the tensors created in
+    the block that are still alive, and ``peak`` its maximum. Tensors that existed before
+    (parameters, inputs) are not counted. Works on any device; library-internal scratch
+    buffers (e.g. oneDNN's) are invisible to it.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._seen: set[int] = set()
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self._seen.discard(key)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        # An output sharing an input's storage (a view, an in-place op) allocated nothing; this
+        # also keeps views of parameters and inputs, made before the block, out of the count.
+        inputs = {
+            id(t.untyped_storage())
+            for t in torch.utils._pytree.tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor) and t.device.type != "meta"
+        }
+        for tensor in torch.utils._pytree.tree_leaves(out):
+            if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
+                storage = tensor.untyped_storage()
+                key = id(storage)
+                if key not in self._seen and key not in inputs:
+                    self._seen.add(key)
+                    self.live += storage.nbytes()
+                    self.peak = max(self.peak, self.live)
+                    weakref.finalize(storage, self._free, key, storage.nbytes())
+        return out
+
+
+def measure_checkpointing(model: VisionTransformer, x: torch.Tensor, y: torch.Tensor, device: str, autocast) -> dict[str, float]:
+    """Memory kept for backward and peak memory of one training step, in bytes, and which
+    method measured them."""
+    def loss_fn():
+        with autocast():
+            return F.cross_entropy(model(x).float(), y)
+
+    model.zero_grad(set_to_none=True)
+    if device.startswith("cuda"):
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        loss = loss_fn()
+        synchronize(device)
+        kept = torch.cuda.memory_allocated() - base
+        loss.backward()
+        synchronize(device)
+        peak = torch.cuda.max_memory_allocated() - base
+        method = "CUDA caching allocator statistics"
+    else:
+        with TensorMemoryTracker() as tracker:
+            loss = loss_fn()
+            kept = tracker.live
+            loss.backward()
+        peak = tracker.peak
+        method = "tensor storages tracked by a TorchDispatchMode (TensorMemoryTracker)"
+    model.zero_grad(set_to_none=True)
+    del loss
+    return {"kept": kept, "peak": peak, "method": method}

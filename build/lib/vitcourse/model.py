@@ -1,0 +1,529 @@
+"""The Vision Transformer (Dosovitskiy et al., 2021), one small piece at a time.
+
+::
+
+    image (B, C, H, W)
+      -> PatchEmbed: cut into p x p patches, map each linearly to D dims       (B, N, D)
+      -> prepend the class token (and register tokens), add position embeddings (B, 1+N, D)
+      -> depth x Block: x + Attention(LN(x)), then x + Mlp(LN(x))              (Pre-LN)
+      -> LayerNorm, pool (the class token, or the mean of the patch tokens), Linear head
+
+Parameter names, LayerNorm eps (1e-6) and the exact (erf) GELU follow timm's
+``VisionTransformer``, so a timm state dict loads with ``load_state_dict`` as is, and the
+logits agree with timm's to float32 rounding (tests/test_model.py checks both).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .posembed import check_resample_options, resample_pos_embed
+from .validation import check_bool, check_finite_positive, check_image_dtype
+
+logger = logging.getLogger(__name__)
+
+LAYER_NORM_EPS = 1e-6  # timm's and the original JAX ViT's value (PyTorch's default is 1e-5)
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _mlp_hidden_dim(dim: int, mlp_ratio) -> int:
+    """The MLP's hidden width ``int(dim * mlp_ratio)`` (timm's rounding), which must be >= 1."""
+    check_finite_positive(mlp_ratio, "mlp_ratio")
+    hidden = int(dim * mlp_ratio)
+    if hidden < 1:
+        raise ValueError(
+            f"mlp_ratio={mlp_ratio!r} gives int({dim} * {mlp_ratio!r}) = 0 hidden units in the MLP; "
+            f"it must be at least 1 / {dim}"
+        )
+    return hidden
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    """An int ``s`` means ``(s, s)``; a pair of positive ints is returned as a tuple."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+# ---- 1. Patches to tokens --------------------------------------------------------------------
+
+
+class PatchEmbed(nn.Module):
+    """Cut an image into p x p patches and map each one linearly to a D-dim token.
+
+    ``(B, C, H, W)`` -> ``(B, N, D)`` with ``N = (H / p) * (W / p)`` tokens in row-major grid
+    order. The weights live in a ``Conv2d`` with kernel = stride = p (timm's layout, so
+    checkpoints load), because a linear map of each flattened patch *is* that convolution:
+    ``patchify(x) @ proj.weight.flatten(1).T + proj.bias``. We compute it in that form, a
+    reshape and one matrix multiply, which is as fast as the convolution for large images and
+    faster for the tiny course models.
+    """
+
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        dynamic_img_size: bool = False,
+    ):
+        super().__init__()
+        self.img_size = _pair(img_size, "img_size")
+        self.patch_size = _pair(patch_size, "patch_size")
+        self.in_chans = _positive_int(in_chans, "in_chans")
+        _positive_int(embed_dim, "embed_dim")
+        for side, p in zip(self.img_size, self.patch_size, strict=True):
+            if side % p:
+                raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.dynamic_img_size = check_bool(dynamic_img_size, "dynamic_img_size")
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error for an input the model cannot take."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+        check_image_dtype(x, self.proj.weight.dtype)
+        _, channels, height, width = x.shape
+        if channels != self.in_chans:
+            raise ValueError(f"x has {channels} channels, the model expects in_chans={self.in_chans}")
+        if height == 0 or width == 0:  # an empty batch (B = 0) is fine, an empty image is not
+            raise ValueError(f"x has an empty image: shape {tuple(x.shape)}, H and W must be positive")
+        if height % self.patch_size[0] or width % self.patch_size[1]:
+            raise ValueError(f"image size ({height}, {width}) is not a multiple of patch_size {self.patch_size}")
+        if not self.dynamic_img_size and (height, width) != self.img_size:
+            raise ValueError(
+                f"image size ({height}, {width}) differs from img_size {self.img_size}; "
+                "call set_image_size() or build the model with dynamic_img_size=True"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, N, D)``."""
+        batch, channels, height, width = x.shape
+        ph, pw = self.patch_size
+        rows, cols = height // ph, width // pw
+        # (B, C, rows, ph, cols, pw) -> (B, rows, cols, C, ph, pw): the grid first, then each
+        # patch flattened in (C, ph, pw) order, the order of the Conv2d weight's last three axes.
+        patches = x.reshape(batch, channels, rows, ph, cols, pw).permute(0, 2, 4, 1, 3, 5)
+        patches = patches.reshape(batch, rows * cols, channels * ph * pw)
+        return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
+
+
+# ---- 2. The two sublayers of a block -------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention, ``(B, N, D)`` -> ``(B, N, D)``.
+
+    One fused ``qkv`` Linear computes queries, keys and values together; its ``3D`` output
+    features are ordered ``(q, k, v)``, each split into ``num_heads`` contiguous chunks of
+    ``head_dim`` (timm's and the original JAX layout). Each head computes
+    ``softmax(q k^T / sqrt(head_dim)) v``; ``proj`` mixes the concatenated heads.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True):
+        super().__init__()
+        _positive_int(dim, "dim")
+        _positive_int(num_heads, "num_heads")
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=check_bool(qkv_bias, "qkv_bias"))
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
+        batch, tokens, dim = x.shape
+        # (B, N, 3D) -> (B, N, 3, heads, head_dim) -> (3, B, heads, N, head_dim): views, no copy.
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if return_attention:
+            # The explicit path, only for looking at the weights; it stores the N x N matrix.
+            weights = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+            out = weights @ v
+        else:
+            # The fused kernel computes the same thing (FlashAttention / memory-efficient
+            # kernels on GPU) without keeping the N x N weights.
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v)
+        # (B, heads, N, head_dim) -> (B, N, heads * head_dim): concatenate the heads.
+        out = self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+        return (out, weights) if return_attention else out
+
+
+class Mlp(nn.Module):
+    """The per-token feed-forward network: Linear -> GELU (erf) -> Linear, ``(B, N, D)`` -> same."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()  # exact erf GELU, as in the paper's JAX code and timm
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+# ---- 3. One encoder layer --------------------------------------------------------------------
+
+
+class Block(nn.Module):
+    """One Transformer encoder layer, ``(B, N, D)`` -> ``(B, N, D)``.
+
+    Pre-LN (``norm_first=True``, ViT's choice): ``x + f(LN(x))``; the residual stream is an
+    untouched sum, so gradients reach early layers directly and training is stable without
+    warm-up tricks. Post-LN (the original Transformer, ``norm_first=False``): ``LN(x + f(x))``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        norm_first: bool = True,
+    ):
+        super().__init__()
+        self.norm_first = check_bool(norm_first, "norm_first")
+        self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.mlp = Mlp(dim, _mlp_hidden_dim(dim, mlp_ratio))
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
+        if self.norm_first:  # Pre-LN
+            attended, weights = self._attend(self.norm1(x), return_attention)
+            x = x + attended
+            x = x + self.mlp(self.norm2(x))
+        else:  # Post-LN
+            attended, weights = self._attend(x, return_attention)
+            x = self.norm1(x + attended)
+            x = self.norm2(x + self.mlp(x))
+        return (x, weights) if return_attention else x
+
+    def _attend(self, x: torch.Tensor, return_attention: bool):
+        if return_attention:
+            return self.attn(x, return_attention=True)
+        return self.attn(x), None
+
+
+# ---- 4. The whole model ----------------------------------------------------------------------
+
+
+class VisionTransformer(nn.Module):
+    """A ViT classifier: ``(B, C, H, W)`` images -> ``(B, num_classes)`` logits.
+
+    Args:
+        img_size: training image size, an int or ``(H, W)``.
+        patch_size: patch side p, an int or ``(ph, pw)`` (H and W must be multiples of it).
+        in_chans: image channels C.
+        num_classes: classes of the head; 0 gives no head (``forward`` returns ``(B, D)``).
+        embed_dim: token width D.
+        depth: number of blocks.
+        num_heads: attention heads (D must be divisible by it).
+        mlp_ratio: hidden width of the MLP, as a multiple of D.
+        qkv_bias: bias in the ``qkv`` projection.
+        class_token: prepend a learned class token.
+        global_pool: ``'token'`` (the class token) or ``'avg'`` (mean of the patch tokens).
+        reg_tokens: number of learned register tokens after the class token (Darcet et al.).
+        no_embed_class: position embeddings cover the patch tokens only (timm's flag, used by
+            DeiT III and big_vision checkpoints); by default they cover the prefix tokens too.
+        norm_first: Pre-LN (default) or Post-LN blocks (the final LayerNorm is kept either
+            way, so the state-dict keys do not depend on it).
+        grad_checkpointing: recompute each block's activations in the backward pass instead of
+            storing them (less memory, about one more forward pass of time).
+        dynamic_img_size: accept any image whose sides are multiples of p, resampling the
+            position embeddings on the fly (bicubic, antialiased, as timm).
+
+    Attributes:
+        num_prefix_tokens: class + register tokens in front of the patch tokens.
+        grid_size: ``(rows, cols)`` of the patch grid at ``img_size``.
+    """
+
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        class_token: bool = True,
+        global_pool: str = "token",
+        reg_tokens: int = 0,
+        no_embed_class: bool = False,
+        norm_first: bool = True,
+        grad_checkpointing: bool = False,
+        dynamic_img_size: bool = False,
+    ):
+        super().__init__()
+        for name, value in (
+            ("class_token", class_token), ("no_embed_class", no_embed_class), ("grad_checkpointing", grad_checkpointing)
+        ):
+            check_bool(value, name)
+        if global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
+        if global_pool == "token" and not class_token:
+            raise ValueError("global_pool='token' needs class_token=True; use global_pool='avg'")
+        for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads)):
+            _positive_int(value, name)
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        if isinstance(reg_tokens, bool) or not isinstance(reg_tokens, int) or reg_tokens < 0:
+            raise ValueError(f"reg_tokens must be a non-negative int, got {reg_tokens!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        if no_embed_class and not (class_token or reg_tokens):
+            no_embed_class = False  # nothing in front of the grid: the two layouts coincide
+
+        self.num_classes = num_classes
+        self.embed_dim = self.num_features = embed_dim
+        self.global_pool = global_pool
+        self.no_embed_class = no_embed_class
+        self.grad_checkpointing = grad_checkpointing
+        self.num_reg_tokens = reg_tokens
+        self.num_prefix_tokens = int(class_token) + reg_tokens
+
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, dynamic_img_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        self.reg_token = nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
+        embed_len = self.patch_embed.num_patches + (0 if no_embed_class else self.num_prefix_tokens)
+        self.pos_embed = nn.Parameter(torch.zeros(1, embed_len, embed_dim))
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, norm_first) for _ in range(depth)
+        )
+        # timm's rule, kept for checkpoint compatibility: with token pooling the final LayerNorm
+        # acts on every token (``norm``); with average pooling it acts on the pooled vector
+        # (``fc_norm``). Either way there is exactly one final LayerNorm.
+        use_fc_norm = global_pool == "avg"
+        self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS) if use_fc_norm else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes else nn.Identity()
+        self.reset_parameters()
+
+    # ---- construction helpers -------------------------------------------------------------
+
+    def reset_parameters(self) -> None:
+        """Initialise as timm does: truncated normal (std 0.02) weights, zero biases."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=1e-6)
+        if self.reg_token is not None:
+            nn.init.normal_(self.reg_token, std=1e-6)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the patch grid at the model's image size."""
+        return self.patch_embed.grid_size
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return self.patch_embed.patch_size
+
+    @property
+    def img_size(self) -> tuple[int, int]:
+        return self.patch_embed.img_size
+
+    @property
+    def dynamic_img_size(self) -> bool:
+        return self.patch_embed.dynamic_img_size
+
+    @dynamic_img_size.setter
+    def dynamic_img_size(self, enable: bool) -> None:
+        self.patch_embed.dynamic_img_size = check_bool(enable, "dynamic_img_size")
+
+    @property
+    def _pos_embed_prefix_tokens(self) -> int:
+        return 0 if self.no_embed_class else self.num_prefix_tokens
+
+    @property
+    def num_pos_prefix_tokens(self) -> int:
+        """Prefix tokens that have a position embedding (0 with ``no_embed_class``)."""
+        return self._pos_embed_prefix_tokens
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Turn gradient checkpointing on or off (as timm's method of the same name)."""
+        self.grad_checkpointing = check_bool(enable, "enable")
+
+    def set_image_size(self, img_size, mode: str = "bicubic", antialias: bool = True) -> None:
+        """Change the model's image size in place, resampling the position embeddings once.
+
+        Args:
+            img_size: the new ``(H, W)`` (an int means square); multiples of the patch size.
+            mode, antialias: as in :func:`vitcourse.posembed.resample_pos_embed`.
+
+        Afterwards the model takes ``img_size`` inputs with no per-call resampling, and its
+        logits equal those of the same model run with ``dynamic_img_size=True`` at that size.
+        """
+        new_size = _pair(img_size, "img_size")
+        check_resample_options(mode)  # also when the grid stays the same and nothing is resampled
+        patch = self.patch_embed.patch_size
+        if new_size[0] % patch[0] or new_size[1] % patch[1]:
+            raise ValueError(f"img_size {new_size} is not a multiple of patch_size {patch}")
+        new_grid = (new_size[0] // patch[0], new_size[1] // patch[1])
+        old_size, old_grid = self.img_size, self.grid_size
+        if new_grid != old_grid:
+            resampled = resample_pos_embed(
+                self.pos_embed.detach(),
+                new_grid,
+                old_grid,
+                num_prefix_tokens=self.num_pos_prefix_tokens,
+                mode=mode,
+                antialias=antialias,
+            )
+            self.pos_embed = nn.Parameter(resampled, requires_grad=self.pos_embed.requires_grad)
+        logger.info("set_image_size: %s -> %s (grid %s -> %s)", old_size, new_size, old_grid, new_grid)
+        self.patch_embed.img_size = new_size
+        self.patch_embed.grid_size = new_grid
+        self.patch_embed.num_patches = new_grid[0] * new_grid[1]
+
+    # ---- forward --------------------------------------------------------------------------
+
+    def _prefix_tokens(self, batch: int) -> list[torch.Tensor]:
+        """The class and register tokens, each ``(B, n, D)``, in that order."""
+        tokens = []
+        if self.cls_token is not None:
+            tokens.append(self.cls_token.expand(batch, -1, -1))
+        if self.reg_token is not None:
+            tokens.append(self.reg_token.expand(batch, -1, -1))
+        return tokens
+
+    def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Add the prefix tokens and position embeddings: ``(B, N, D)`` -> ``(B, prefix + N, D)``."""
+        pos_embed = self.pos_embed
+        if grid != self.grid_size:  # only with dynamic_img_size, which check_input enforces
+            pos_embed = resample_pos_embed(
+                pos_embed, grid, self.grid_size, num_prefix_tokens=self.num_pos_prefix_tokens
+            )
+        prefix = self._prefix_tokens(x.shape[0])
+        if self.no_embed_class:
+            return torch.cat([*prefix, x + pos_embed], dim=1)
+        if prefix:
+            x = torch.cat([*prefix, x], dim=1)
+        return x + pos_embed
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, H, W)`` -> the tokens that enter the first block ``(B, prefix + N, D)``."""
+        self.patch_embed.check_input(x)
+        grid = (x.shape[-2] // self.patch_size[0], x.shape[-1] // self.patch_size[1])
+        return self._pos_embed(self.patch_embed(x), grid)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> the final tokens ``(B, prefix + N, D)`` (after ``norm``)."""
+        x = self._embed(x)
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            for block in self.blocks:
+                # Keep only each block's input; recompute the inside during backward.
+                x = checkpoint(block, x, use_reentrant=False)
+        else:
+            for block in self.blocks:
+                x = block(x)
+        return self.norm(x)
+
+    def forward_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the model and keep every layer's attention weights, for visualisation.
+
+        Returns the logits ``(B, num_classes)`` and a list of ``depth`` tensors
+        ``(B, heads, N, N)`` (N counts the prefix tokens; each row sums to 1). This takes the
+        explicit softmax path in every block; :meth:`forward` keeps the fused kernel, so
+        asking for the weights here costs the normal path nothing.
+        """
+        x = self._embed(x)
+        attentions = []
+        for block in self.blocks:
+            x, weights = block(x, return_attention=True)
+            attentions.append(weights)
+        return self.forward_head(self.norm(x)), attentions
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(B, prefix + N, D)`` -> one vector per image ``(B, D)``."""
+        if self.global_pool == "avg":
+            return x[:, self.num_prefix_tokens :].mean(dim=1)
+        return x[:, 0]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Tokens ``(B, prefix + N, D)`` -> logits ``(B, num_classes)`` (``(B, D)`` if ``pre_logits``)."""
+        x = self.fc_norm(self.pool(x))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, num_classes)``."""
+        return self.forward_head(self.forward_features(x))
+
+
+# ---- 5. Named configurations -----------------------------------------------------------------
+
+_REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
+
+
+def register_model(name: str, factory: Callable[..., nn.Module] = VisionTransformer, **config) -> None:
+    """Register a named configuration for :func:`create_model` (a later call replaces it)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
+    _REGISTRY[name] = (factory, config)
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build a named configuration, e.g. ``create_model("vit_base_patch16_224", num_classes=10)``.
+
+    Keyword overrides replace the configuration's values (as in timm's ``create_model``).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model name {name!r}; choose one of: {', '.join(list_models())}")
+    factory, config = _REGISTRY[name]
+    return factory(**{**config, **overrides})
+
+
+# The ImageNet configurations of the ViT and DeiT papers, with timm's names (and timm's
+# parameter counts: 5,717,416 / 22,050,664 / 86,567,656 / 304,326,632 with 1000 classes).
+register_model("vit_tiny_patch16_224", patch_size=16, embed_dim=192, depth=12, num_heads=3)
+register_model("vit_small_patch16_224", patch_size=16, embed_dim=384, depth=12, num_heads=6)
+register_model("vit_base_patch16_224", patch_size=16, embed_dim=768, depth=12, num_heads=12)
+register_model("vit_large_patch16_224", patch_size=16, embed_dim=1024, depth=24, num_heads=16)
+
+# Course scale: 8 x 8 grey digits, 2 x 2 patches -> a 4 x 4 grid of 16 tokens (+ class token).
+DIGITS_CONFIG = dict(
+    img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0
+)
+register_model("vit_digits", **DIGITS_CONFIG)
