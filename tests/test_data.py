@@ -1,12 +1,10 @@
 """vitcourse.data: digits, augmentation, batches, photos, synthetic tasks, CIFAR-10 on disk."""
 
-import os
-import pickle
-
 import numpy as np
 import pytest
 import torch
 
+from tests.stand_ins import write_cifar10
 from vitcourse import data as D
 
 # ---- digits -------------------------------------------------------------------------------------
@@ -225,29 +223,8 @@ def test_synthetic_task_errors():
 # ---- CIFAR-10 -----------------------------------------------------------------------------------------
 
 
-def _write_fake_cifar(root, per_batch=4, test=6):
-    """Tiny files in CIFAR-10's real python format (pickled dicts, uint8 rows in C, H, W order)."""
-    folder = os.path.join(root, "cifar-10-batches-py")
-    os.makedirs(folder)
-    rng = np.random.default_rng(0)
-    written = {}
-    for name, n in [*[(f"data_batch_{i}", per_batch) for i in range(1, 6)], ("test_batch", test)]:
-        entry = {
-            b"batch_label": name.encode(),
-            b"labels": rng.integers(0, 10, n).tolist(),
-            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            b"filenames": [f"img{i}.png".encode() for i in range(n)],
-        }
-        written[name] = entry
-        with open(os.path.join(folder, name), "wb") as f:
-            pickle.dump(entry, f)
-    with open(os.path.join(folder, "batches.meta"), "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in D.CIFAR10_CLASSES], b"num_vis": 3072}, f)
-    return written
-
-
 def test_cifar10_reads_the_real_on_disk_format(tmp_path):
-    written = _write_fake_cifar(str(tmp_path))
+    written = write_cifar10(tmp_path)
     train, test = D.load_cifar10(str(tmp_path), normalize=False)
     assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (6, 3, 32, 32)
     assert train.classes == list(D.CIFAR10_CLASSES)

@@ -293,6 +293,45 @@ def test_from_pretrained_timm_copies_weights(monkeypatch):
         assert _max_diff(ours(x), reference["model"](x)) <= 1e-5
 
 
+HUB_CHECK = """
+import json, sys
+import timm, torch
+from safetensors.torch import load_file
+from vitcourse.pretrained import from_pretrained_timm
+name, stored = sys.argv[1], load_file(sys.argv[2])
+ours = from_pretrained_timm(name, img_size=112).eval()       # resampled to a 7 x 7 grid on the way
+reference = timm.create_model(name, pretrained=True, img_size=112).eval()
+x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    difference = (ours(x) - reference(x)).abs().max().item()
+same_block = all(torch.equal(ours.state_dict()[k], stored[k]) for k in stored if k.startswith("blocks.0."))
+print(json.dumps({"difference": difference, "same_block": same_block, "grid": list(ours.grid_size)}))
+"""
+
+
+@pytest.mark.slow
+def test_from_pretrained_timm_through_the_hub_cache(tmp_path):
+    """timm's own hub loader, offline: the checkpoint comes from a hub cache written with random
+    weights, in a fresh process (the hub reads its settings at import)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.stand_ins import TIMM_CHECKPOINT, hub_environment, write_hub_cache
+
+    home = write_hub_cache(tmp_path, hf_repo=None)
+    [stored] = (home / "hub").rglob("model.safetensors")
+    env = {**os.environ, **hub_environment(home)}
+    result = subprocess.run([sys.executable, "-c", HUB_CHECK, TIMM_CHECKPOINT, str(stored)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["same_block"], "the weights did not come from the checkpoint in the cache"
+    assert report["grid"] == [7, 7]
+    assert report["difference"] <= 1e-5
+
+
 def _online(host="huggingface.co") -> bool:
     try:
         socket.create_connection((host, 443), timeout=2).close()

@@ -1,0 +1,104 @@
+"""Offline stand-ins for what the course downloads in Colab, in the real on-disk formats.
+
+* :func:`write_cifar10` writes CIFAR-10's python batches (pickled dicts of uint8 rows), which
+  :func:`vitcourse.data.load_cifar10` reads exactly as it reads the real download.
+* :func:`write_hub_cache` writes a Hugging Face hub cache holding the checkpoints the pretrained
+  page downloads, with random weights. With ``HF_HOME`` pointing at it and ``HF_HUB_OFFLINE=1``
+  (:func:`hub_environment`), ``timm.create_model(name, pretrained=True)`` and
+  ``ViTForImageClassification.from_pretrained(repo)`` run their real loading code and find the
+  files in the cache instead of on the network.
+
+Only the bytes are stand-ins: file names, layouts, configs and key names are the real ones, so
+a code path that works here differs from Colab's only in what the weights have learned.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vitcourse.data import CIFAR10_CLASSES
+
+# ---- CIFAR-10 ----------------------------------------------------------------------------------
+
+
+def write_cifar10(root: str | os.PathLike, per_batch: int = 4, test: int = 6, seed: int = 0) -> dict[str, dict]:
+    """Write ``root/cifar-10-batches-py/`` with five training batches of ``per_batch`` images,
+    a test batch of ``test`` images and ``batches.meta``; return what each batch holds."""
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    written = {}
+    for name, n in [*[(f"data_batch_{i}", per_batch) for i in range(1, 6)], ("test_batch", test)]:
+        entry = {
+            b"batch_label": name.encode(),
+            b"labels": rng.integers(0, 10, n).tolist(),
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),  # rows in (C, H, W) order
+            b"filenames": [f"img{i}.png".encode() for i in range(n)],
+        }
+        written[name] = entry
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_vis": 3072}, f)
+    return written
+
+
+# ---- the Hugging Face hub ----------------------------------------------------------------------
+
+TIMM_CHECKPOINT = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"  # what the pretrained page loads via timm
+HF_CHECKPOINT = "google/vit-base-patch16-224"  # ... and via transformers
+_COMMIT = "0" * 40  # the revision "main" resolves to in the cache
+
+
+def _write_repo(hub: Path, repo_id: str, files: dict[str, Callable[[Path], None]]) -> None:
+    """One repository in the hub cache layout: ``models--org--name/{refs/main, snapshots/<commit>/}``."""
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / _COMMIT
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(_COMMIT)
+    for name, write in files.items():
+        write(snapshot / name)
+
+
+def _safetensors_writer(module: torch.nn.Module) -> Callable[[Path], None]:
+    from safetensors.torch import save_file
+
+    state = {key: value.contiguous() for key, value in module.state_dict().items()}
+    return lambda path: save_file(state, str(path), metadata={"format": "pt"})
+
+
+def write_hub_cache(home: str | os.PathLike, timm_name: str = TIMM_CHECKPOINT, hf_repo: str | None = HF_CHECKPOINT,
+                    seed: int = 0) -> Path:
+    """Write the hub cache under ``home`` (use it as ``HF_HOME``); return ``home``.
+
+    ``timm_name`` is stored as timm stores it (repository ``timm/<name>``, ``model.safetensors``).
+    ``hf_repo`` (skipped when None) gets a ``config.json`` with the real checkpoint's
+    architecture, including its ``layer_norm_eps=1e-12``, and ``model.safetensors``.
+    """
+    import timm
+
+    hub = Path(home) / "hub"
+    torch.manual_seed(seed)
+    reference = timm.create_model(timm_name.split(".")[0], pretrained=False)
+    _write_repo(hub, f"timm/{timm_name}", {"model.safetensors": _safetensors_writer(reference)})
+    if hf_repo is not None:
+        from transformers import ViTConfig, ViTForImageClassification
+
+        config = ViTConfig(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                           intermediate_size=3072, num_labels=1000, layer_norm_eps=1e-12)
+        model = ViTForImageClassification(config)
+        _write_repo(hub, hf_repo, {"config.json": lambda path: path.write_text(config.to_json_string()),
+                                   "model.safetensors": _safetensors_writer(model)})
+    return Path(home)
+
+
+def hub_environment(home: str | os.PathLike) -> dict[str, str]:
+    """Environment variables that make a new process read the hub from ``home`` and never the network."""
+    return {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}

@@ -1,0 +1,158 @@
+"""Run chapters with their switch on (``LARGER_RUN`` / ``LOAD_PRETRAINED = True``), offline.
+
+Every chapter keeps its heavier run behind one switch at the top, off by default, and the
+stored outputs (which nbval checks) come from the default path. A reader in Colab flips the
+switch and runs the other path, so that path is run here too: the notebook is copied with the
+switch set to True and executed top to bottom in a scratch folder, with offline stand-ins for
+what the switched path downloads (``tests/stand_ins.py``: CIFAR-10 files, a hub cache).
+
+Training that a GPU does in minutes would take hours here, so :data:`SHRINK` cuts epoch counts
+(exact text replacements, each of which must match, so they cannot silently go stale); the
+code path, models, data and devices stay those of the switched run.
+
+    python -m tests.switched_notebooks                       # every chapter with a switch
+    python -m tests.switched_notebooks chapters/03_hands_on/04_pretrained.ipynb
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = ROOT / "chapters"
+SWITCH = re.compile(r"^(LARGER_RUN|LOAD_PRETRAINED) = False\b", re.MULTILINE)
+
+# notebook (relative to chapters/) -> {text in a code cell: what the switched run uses instead}.
+# Epoch counts (and two batch sizes) cut so that each switched page runs in a minute or two on
+# a CPU; the comments give what the switched page does on a Colab GPU.
+SHRINK: dict[str, dict[str, str]] = {
+    "01_principles/03_positions.ipynb": {"num_heads=4), 100)": "num_heads=4), 2)"},  # 100 epochs
+    "01_principles/04_vit_and_cnns.ipynb": {"EPOCHS = 40 if": "EPOCHS = 2 if", "OCC_EPOCHS = 3 * 4 if": "OCC_EPOCHS = 2 if"},
+    "01_principles/05_cost.ipynb": {"torch.randn(32, 3, 224, 224": "torch.randn(2, 3, 224, 224"},  # ViT-B, batch 32
+    "01_principles/06_depth_and_stability.ipynb": {"(30, 64) if LARGER_RUN": "(2, 64) if LARGER_RUN"},  # 30 epochs
+    "02_applications/01_dense_prediction.ipynb": {"epochs=40 if LARGER_RUN": "epochs=2 if LARGER_RUN"},
+    "02_applications/02_masked_pretraining.ipynb": {"epochs=400 if LARGER_RUN": "epochs=2 if LARGER_RUN"},
+    "02_applications/03_science.ipynb": {"epochs=20 if LARGER_RUN": "epochs=2 if LARGER_RUN"},
+    "02_applications/04_multimodal.ipynb": {"epochs=150 if LARGER_RUN": "epochs=2 if LARGER_RUN"},
+    "02_applications/05_generation.ipynb": {"epochs=100 if LARGER_RUN": "epochs=2 if LARGER_RUN"},
+    # 50 + 30 epochs on 50,000 CIFAR-10 images; here one epoch each on 10,000 stand-ins.
+    "03_hands_on/01_training_from_scratch.ipynb": {'"epochs": 50,': '"epochs": 1,', '"epochs": 30,': '"epochs": 1,'},
+    # 5 seeds with the recipes' epochs (None); here 2 seeds of 2 student epochs.
+    "03_hands_on/02_distillation.ipynb": {"(0, 1, 2, 3, 4), 1.0, None": "(0, 1), 1.0, 2"},
+    "03_hands_on/03_resolution.ipynb": {"EPOCHS = 80 if": "EPOCHS = 2 if", "FT_EPOCHS = 6 if": "FT_EPOCHS = 1 if"},
+    "03_hands_on/04_pretrained.ipynb": {"STEPS = 30 if": "STEPS = 2 if"},  # fine-tuning steps at 384 x 384
+}
+
+
+def _cifar10(folder: Path) -> dict[str, str]:
+    from tests.stand_ins import write_cifar10
+
+    # The switched page trains on subsets of 2,500 and 10,000 images and on the whole set.
+    write_cifar10(folder / "data", per_batch=2000, test=1000)
+    return {}
+
+
+def _hub(folder: Path) -> dict[str, str]:
+    from tests.stand_ins import hub_environment, write_hub_cache
+
+    return hub_environment(write_hub_cache(folder / "hf_home"))
+
+
+# notebook (relative to chapters/) -> writes its stand-ins into the scratch folder, returns env vars
+STAND_INS: dict[str, Callable[[Path], dict[str, str]]] = {
+    "03_hands_on/01_training_from_scratch.ipynb": _cifar10,
+    "03_hands_on/04_pretrained.ipynb": _hub,
+}
+
+
+def code_of(path: Path) -> str:
+    """The source of every code cell of the notebook at ``path``, joined."""
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+
+
+def switched_chapters() -> list[Path]:
+    """Every chapter notebook that has a switch, sorted."""
+    return [path for path in sorted(CHAPTERS.rglob("*.ipynb")) if SWITCH.search(code_of(path))]
+
+
+def flip_switch(nb, name: str) -> str:
+    """Set the notebook's one switch to True in place; return the switch's name."""
+    cells = [cell for cell in nb.cells if cell.cell_type == "code" and SWITCH.search(cell.source)]
+    found = sum(len(SWITCH.findall(cell.source)) for cell in cells)
+    if found != 1:
+        raise ValueError(f"{name}: expected one `LARGER_RUN = False` or `LOAD_PRETRAINED = False` line, found {found}")
+    switch = SWITCH.search(cells[0].source)[1]
+    cells[0].source = SWITCH.sub(f"{switch} = True", cells[0].source)
+    return switch
+
+
+def shrink(nb, name: str) -> None:
+    """Apply :data:`SHRINK`'s replacements for ``name``; each must match at least once."""
+    for old, new in SHRINK.get(name, {}).items():
+        cells = [cell for cell in nb.cells if cell.cell_type == "code" and old in cell.source]
+        if not cells:
+            raise ValueError(f"{name}: SHRINK text {old!r} is not in any code cell; update tests/switched_notebooks.py")
+        for cell in cells:
+            cell.source = cell.source.replace(old, new)
+
+
+def run_switched(path: Path, folder: Path, timeout: int = 1800):
+    """Execute ``path`` with its switch on, in ``folder``; return the executed notebook.
+
+    Raises ``nbclient.exceptions.CellExecutionError`` naming the failing cell and its traceback.
+    The kernel inherits this process's environment plus the stand-ins' variables.
+    """
+    name = path.resolve().relative_to(CHAPTERS).as_posix()
+    nb = nbformat.read(path, as_version=4)
+    flip_switch(nb, name)
+    shrink(nb, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = STAND_INS[name](folder) if name in STAND_INS else {}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)  # the kernel process is started with (a copy of) this environment
+    try:
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return nb
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="chapter notebooks (default: every one with a switch)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    args = parser.parse_args(argv)
+    failures = 0
+    for path in args.notebooks or switched_chapters():
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="switched-") as folder:
+            try:
+                run_switched(path, Path(folder), args.timeout)
+                status = "ok"
+            except CellExecutionError as error:
+                failures += 1
+                status = f"FAILED\n{error}"
+        print(f"{path}: {status} ({time.perf_counter() - start:.0f} s)", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
