@@ -12,7 +12,16 @@ import re
 import nbformat
 import pytest
 
-from tests.switched_notebooks import CHAPTERS, SHRINK, STAND_INS, code_of, flip_switch, run_switched, shrink, switched_chapters
+from tests.switched_notebooks import (
+    CHAPTERS,
+    SHRINK,
+    STAND_INS,
+    code_of,
+    flip_switch,
+    run_switched,
+    shrink,
+    switched_chapters,
+)
 
 SWITCHED = switched_chapters()
 
