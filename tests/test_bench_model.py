@@ -29,6 +29,23 @@ def test_bench_cli_last_line(capsys):
     assert any(line.startswith("floor: ") for line in lines)
 
 
+@pytest.mark.slow
+def test_bench_cli_bf16_autocast_path_on_the_cpu(capsys):
+    """--amp takes the path CUDA takes by default (bf16 autocast, a bf16 floor and matmul rate)."""
+    code = cli.main(["bench", "model", "--config", "vit_digits", "--batch", "2", "--device", "cpu", "--amp",
+                     "--repeats", "1", "--min-time", "0", "--checkpointing"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert LAST_LINE.match(lines[-1]), lines[-1]
+    assert any(line.startswith("config=vit_digits batch=2 device=cpu bf16 autocast ") for line in lines), lines
+    assert any(line.startswith("measured bfloat16 matmul rate") for line in lines), lines
+
+
+def test_bench_amp_needs_cuda_or_cpu():
+    with pytest.raises(ValueError, match="--amp .* needs a CUDA or CPU device, got meta"):
+        cli.main(["bench", "model", "--config", "vit_digits", "--device", "meta", "--amp"])
+
+
 def test_naive_reference_computes_the_same_logits():
     torch.manual_seed(0)
     ours = create_model("vit_digits").eval()

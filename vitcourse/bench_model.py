@@ -9,7 +9,8 @@ Three models of the same configuration carry the same weights:
 
 They are timed in interleaved rounds in one process (every round runs each model once), so
 that drifts in machine load hit all three alike; the ratios printed are medians over rounds of
-the per-round ratios. On CUDA everything runs under bf16 autocast, ``--compile`` adds
+the per-round ratios. On CUDA everything runs under bf16 autocast (``--amp`` runs that path on
+the CPU too, ``--no-amp`` turns it off), ``--compile`` adds
 ``torch.compile``d variants, and the achieved TFLOP/s (counted with
 ``torch.utils.flop_counter``) is printed next to a measured dense matmul rate.
 
@@ -120,7 +121,12 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--repeats must be positive, got {args.repeats}")
     min_time = getattr(args, "min_time", 0.25)
     on_cuda = device.startswith("cuda")
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_cuda else nullcontext
+    amp = getattr(args, "amp", None)
+    bf16 = on_cuda if amp is None else amp  # the CPU runs CUDA's mixed-precision path with --amp
+    if bf16 and torch.device(device).type not in ("cuda", "cpu"):
+        raise ValueError(f"--amp (bf16 autocast) needs a CUDA or CPU device, got {device}")
+    autocast = (lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)) if bf16 else nullcontext
+    dtype = torch.bfloat16 if bf16 else torch.float32  # of the floor and of the matmul rate
 
     ours = create_model(args.config)
     models: dict[str, nn.Module] = {"ours": ours}
@@ -157,7 +163,7 @@ def main(args: argparse.Namespace) -> int:
         for kind, step in _step_functions(model, x, y, autocast).items():
             steps[f"{name}:{kind}"] = step
     if "naive" in models:
-        steps[f"{FLOOR}:fwd_bwd"] = linear_matmuls(ours, x, torch.bfloat16 if on_cuda else torch.float32)
+        steps[f"{FLOOR}:fwd_bwd"] = linear_matmuls(ours, x, dtype)
     for step in steps.values():  # warm up (and compile)
         step()
         step()
@@ -167,13 +173,13 @@ def main(args: argparse.Namespace) -> int:
     iterations = max(1, math.ceil(min_time / step_time))
     print(
         f"config={args.config} batch={args.batch} device={device} "
-        f"{'bf16 autocast' if on_cuda else 'float32'} threads={torch.get_num_threads()} "
+        f"{'bf16 autocast' if bf16 else 'float32'} threads={torch.get_num_threads()} "
         f"rounds={args.repeats} iterations/measurement={iterations}"
     )
     times = interleaved(steps, args.repeats, iterations, device)
 
     flops_fwd, flops_fwd_bwd = count_flops(ours, x, y, autocast)
-    dtype, size = (torch.bfloat16, 4096) if on_cuda else (torch.float32, 1024)
+    size = 4096 if on_cuda else 1024
     peak_rate = matmul_tflops(device, dtype, size, seconds=min(0.5, 2 * min_time + 0.01))
     print(f"measured {str(dtype).removeprefix('torch.')} matmul rate ({size}^3): {peak_rate:.3f} TFLOP/s")
     print(f"{'model':<15}{'fwd img/s':>12}{'fwd+bwd img/s':>15}{'fwd+bwd TFLOP/s':>17}{'of matmul':>11}")

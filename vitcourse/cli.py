@@ -34,6 +34,8 @@ def _build_parser() -> argparse.ArgumentParser:
     model.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     model.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
     model.add_argument("--compile", action="store_true", help="also time torch.compile (CUDA)")
+    model.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                       help="bf16 autocast (default: on for CUDA only; --amp runs the same path on the CPU)")
     model.add_argument("--checkpointing", action="store_true", help="also measure gradient checkpointing")
     model.add_argument(
         "--min-time", dest="min_time", type=float, default=0.25, help="seconds per measurement (default 0.25)"
