@@ -34,8 +34,8 @@ CHAPTERS = ROOT / "chapters"
 SWITCH = re.compile(r"^(LARGER_RUN|LOAD_PRETRAINED) = False\b", re.MULTILINE)
 
 # notebook (relative to chapters/) -> {text in a code cell: what the switched run uses instead}.
-# Epoch counts (and two batch sizes) cut so that each switched page runs in a minute or two on
-# a CPU; the comments give what the switched page does on a Colab GPU.
+# Epoch counts (and one batch size, one seed count) cut so that each switched page runs in a
+# minute or two on a CPU; the numbers replaced are what the page runs on a Colab GPU.
 SHRINK: dict[str, dict[str, str]] = {
     "01_principles/03_positions.ipynb": {"num_heads=4), 100)": "num_heads=4), 2)"},  # 100 epochs
     "01_principles/04_vit_and_cnns.ipynb": {"EPOCHS = 40 if": "EPOCHS = 2 if", "OCC_EPOCHS = 3 * 4 if": "OCC_EPOCHS = 2 if"},
@@ -46,8 +46,11 @@ SHRINK: dict[str, dict[str, str]] = {
     "02_applications/03_science.ipynb": {"epochs=20 if LARGER_RUN": "epochs=2 if LARGER_RUN"},
     "02_applications/04_multimodal.ipynb": {"epochs=150 if LARGER_RUN": "epochs=2 if LARGER_RUN"},
     "02_applications/05_generation.ipynb": {"epochs=100 if LARGER_RUN": "epochs=2 if LARGER_RUN"},
-    # 50 + 30 epochs on 50,000 CIFAR-10 images; here one epoch each on 10,000 stand-ins.
-    "03_hands_on/01_training_from_scratch.ipynb": {'"epochs": 50,': '"epochs": 1,', '"epochs": 30,': '"epochs": 1,'},
+    # 50 + 30 epochs on 50,000 CIFAR-10 images and subsets; here one epoch each on 1,500 stand-ins.
+    "03_hands_on/01_training_from_scratch.ipynb": {
+        '"epochs": 50,': '"epochs": 1,', '"epochs": 30,': '"epochs": 1,',
+        "SIZES = [2500, 10000, len(train)]": "SIZES = [250, 1000, len(train)]",
+    },
     # 5 seeds with the recipes' epochs (None); here 2 seeds of 2 student epochs.
     "03_hands_on/02_distillation.ipynb": {"(0, 1, 2, 3, 4), 1.0, None": "(0, 1), 1.0, 2"},
     "03_hands_on/03_resolution.ipynb": {"EPOCHS = 80 if": "EPOCHS = 2 if", "FT_EPOCHS = 6 if": "FT_EPOCHS = 1 if"},
@@ -58,8 +61,8 @@ SHRINK: dict[str, dict[str, str]] = {
 def _cifar10(folder: Path) -> dict[str, str]:
     from tests.stand_ins import write_cifar10
 
-    # The switched page trains on subsets of 2,500 and 10,000 images and on the whole set.
-    write_cifar10(folder / "data", per_batch=2000, test=1000)
+    # Where load_cifar10(download=True) finds the files and then downloads nothing.
+    write_cifar10(folder / "data", per_batch=300, test=300)
     return {}
 
 
