@@ -170,11 +170,10 @@ def convert_hf_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
     prefix. ``ViTModel``'s ``pooler`` (a tanh layer our model does not have) is dropped, with a
     log message. Names it does not know are kept as they are, so that loading reports them.
 
-    Note that Hugging Face's ``ViTConfig`` defaults to ``layer_norm_eps=1e-12`` (and so do the
-    hub configs of the original checkpoints, e.g. ``google/vit-base-patch16-224``), while those
-    weights were trained with 1e-6, ours. The two LayerNorms differ slightly, so for logits
-    that agree to float rounding load the Hugging Face model with ``layer_norm_eps=1e-6``
-    (``from_pretrained(name, layer_norm_eps=1e-6)``).
+    Note that Hugging Face's ``ViTConfig`` defaults to ``layer_norm_eps=1e-12`` (BERT's value),
+    while the original ViT checkpoints were trained with 1e-6, ours. The two LayerNorms differ
+    slightly, so for logits that agree to float rounding build the Hugging Face model with
+    ``layer_norm_eps=1e-6`` (``from_pretrained(name, layer_norm_eps=1e-6)``).
     """
     state_dict = _check_state_dict(state_dict)
     out: dict[str, torch.Tensor] = {}
