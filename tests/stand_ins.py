@@ -79,8 +79,8 @@ def write_hub_cache(home: str | os.PathLike, timm_name: str = TIMM_CHECKPOINT, h
     """Write the hub cache under ``home`` (use it as ``HF_HOME``); return ``home``.
 
     ``timm_name`` is stored as timm stores it (repository ``timm/<name>``, ``model.safetensors``).
-    ``hf_repo`` (skipped when None) gets a ``config.json`` with the real checkpoint's
-    architecture, including its ``layer_norm_eps=1e-12``, and ``model.safetensors``.
+    ``hf_repo`` (skipped when None) gets a ``config.json`` with ViT-B/16's architecture and
+    ``ViTConfig``'s defaults otherwise (``layer_norm_eps=1e-12`` among them), and ``model.safetensors``.
     """
     import timm
 
@@ -92,7 +92,7 @@ def write_hub_cache(home: str | os.PathLike, timm_name: str = TIMM_CHECKPOINT, h
         from transformers import ViTConfig, ViTForImageClassification
 
         config = ViTConfig(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                           intermediate_size=3072, num_labels=1000, layer_norm_eps=1e-12)
+                           intermediate_size=3072, num_labels=1000)
         model = ViTForImageClassification(config)
         _write_repo(hub, hf_repo, {"config.json": lambda path: path.write_text(config.to_json_string()),
                                    "model.safetensors": _safetensors_writer(model)})

@@ -24,10 +24,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from tests.stand_ins import hub_environment, write_cifar10, write_hub_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
@@ -59,16 +62,12 @@ SHRINK: dict[str, dict[str, str]] = {
 
 
 def _cifar10(folder: Path) -> dict[str, str]:
-    from tests.stand_ins import write_cifar10
-
     # Where load_cifar10(download=True) finds the files and then downloads nothing.
     write_cifar10(folder / "data", per_batch=300, test=300)
     return {}
 
 
 def _hub(folder: Path) -> dict[str, str]:
-    from tests.stand_ins import hub_environment, write_hub_cache
-
     return hub_environment(write_hub_cache(folder / "hf_home"))
 
 
@@ -123,17 +122,9 @@ def run_switched(path: Path, folder: Path, timeout: int = 1800):
     shrink(nb, name)
     folder.mkdir(parents=True, exist_ok=True)
     env = STAND_INS[name](folder) if name in STAND_INS else {}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)  # the kernel process is started with (a copy of) this environment
-    try:
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    with mock.patch.dict(os.environ, env):  # the kernel process starts with a copy of this environment
         NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return nb
 
 
@@ -157,5 +148,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -3,13 +3,18 @@ give the reference's outputs (random weights; nothing is downloaded)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+from tests.stand_ins import TIMM_CHECKPOINT, hub_environment, write_hub_cache
 from vitcourse import VisionTransformer
 from vitcourse.pretrained import (
     convert_hf_state_dict,
@@ -313,13 +318,6 @@ print(json.dumps({"difference": difference, "same_block": same_block, "grid": li
 def test_from_pretrained_timm_through_the_hub_cache(tmp_path):
     """timm's own hub loader, offline: the checkpoint comes from a hub cache written with random
     weights, in a fresh process (the hub reads its settings at import)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from tests.stand_ins import TIMM_CHECKPOINT, hub_environment, write_hub_cache
-
     home = write_hub_cache(tmp_path, hf_repo=None)
     [stored] = (home / "hub").rglob("model.safetensors")
     env = {**os.environ, **hub_environment(home)}

@@ -67,7 +67,4 @@ def test_shrink_refuses_a_stale_replacement(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SWITCHED, ids=[path.relative_to(CHAPTERS).as_posix() for path in SWITCHED])
 def test_switched_path_runs(path, tmp_path):
-    nb = run_switched(path, tmp_path)  # raises CellExecutionError with the failing cell
-    errors = [output for cell in nb.cells if cell.cell_type == "code"
-              for output in cell.get("outputs", []) if output.get("output_type") == "error"]
-    assert not errors
+    run_switched(path, tmp_path)  # fails with CellExecutionError: the failing cell and its traceback
