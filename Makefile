@@ -10,13 +10,18 @@ JOBS   ?= 2
 PYTEST := $(PY) -m pytest -n $(JOBS) --dist loadfile --durations=25
 NBVAL  := --nbval --nbval-current-env --nbval-cell-timeout=600 --nbval-sanitize-with tests/nbval_sanitize.cfg
 NOTEBOOK_DIRS := chapters solutions
+# Float kernels differ between CPUs; tools/cpu_setting.py makes this machine run the kernels of a
+# CPU without AVX-512 (avx2) or without AVX (default), so that a page whose claims or compared
+# outputs hang on this CPU's digits fails here and not on a reader's machine.
+CPU_SETTING := $(PY) tools/cpu_setting.py
 
-.PHONY: book test fast notebooks exercises stamp bench grade lint system-deps clean help
+.PHONY: book test test-portable fast notebooks exercises stamp bench grade lint system-deps clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make book       build the book into _build/html"
 	@echo "make test       run everything CI runs (installs what is missing first)"
+	@echo "make test-portable  the notebooks under each CPU setting: native, avx2, default"
 	@echo "make fast       unit tests without the slow ones, notebooks or the browser"
 	@echo "make notebooks  re-execute chapters/ and solutions/ and store their outputs"
 	@echo "make exercises  regenerate exercises/ from solutions/"
@@ -46,6 +51,11 @@ book: $(VENV)/.installed-book
 test: $(VENV)/.installed-dev system-deps
 	$(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
 	VITCOURSE_REQUIRE_BOOK=1 $(PYTEST) tests $(NOTEBOOK_DIRS) $(NBVAL)
+
+test-portable: $(VENV)/.installed-dev
+	for setting in native avx2 default; do \
+		$(CPU_SETTING) $$setting -- $(PYTEST) $(NOTEBOOK_DIRS) $(NBVAL) || exit 1; \
+	done
 
 fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -n $(JOBS) -m "not slow and not book and not browser" tests
