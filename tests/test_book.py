@@ -1,7 +1,10 @@
-"""The book: every table-of-contents entry has its page, and the Colab links follow _config.yml."""
+"""The book: every table-of-contents entry has its page, the Colab links follow _config.yml, and
+every formula of the sources reaches its page for MathJax."""
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 
 import pytest
@@ -59,3 +62,114 @@ def test_first_chapter_shows_its_figures(book_html):
     assert len(images) >= 2, "the first chapter should show its figures"
     for src in images:
         assert (book_html / "chapters/01_principles" / src).resolve().exists(), f"missing figure {src}"
+
+
+# Formulas, counted in the sources with the book's own MyST parser settings. Each one becomes one
+# MathJax input element in the page (a span or div of class "math"), which tests/test_browser.py
+# then requires to be typeset. Outputs are not counted: myst-nb renders a Markdown output as plain
+# CommonMark, where `$` is not math (a formula there shows as raw TeX, which the browser catches).
+MATH_TOKENS = {"math_inline", "math_inline_double", "math_block", "math_block_label", "amsmath"}
+# Directives whose body is not Markdown: nothing inside them is a formula.
+LITERAL_DIRECTIVES = {"code", "code-block", "code-cell", "sourcecode", "literalinclude", "raw",
+                      "eval-rst", "bibliography", "toctree", "tableofcontents"}
+
+
+@functools.cache
+def _myst_parser():
+    from markdown_it.renderer import RendererHTML
+    from myst_parser.config.main import MdParserConfig
+    from myst_parser.parsers.mdit import create_md_parser
+
+    extensions = yaml.safe_load((ROOT / "_config.yml").read_text())["parse"]["myst_enable_extensions"]
+    return create_md_parser(MdParserConfig(enable_extensions=set(extensions)), RendererHTML)
+
+
+def _directive_body(content: str) -> str:
+    """A directive's Markdown body, without its `:option: value` lines or `---` YAML block."""
+    lines = content.splitlines()
+    if lines and lines[0].strip() == "---":
+        end = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), 0)
+        lines = lines[end + 1 :]
+    while lines and re.match(r"\s*:[\w-]+:", lines[0]):
+        lines = lines[1:]
+    return "\n".join(lines)
+
+
+def count_formulas(markdown: str) -> int:
+    """The formulas MyST finds in ``markdown``: $...$, $$...$$, amsmath environments, {math} roles
+    and directives, also inside other directives (admonitions, figures)."""
+    parser = _myst_parser()
+
+    def count(tokens) -> int:
+        total = 0
+        for token in tokens:
+            name = re.match(r"\{([\w-]+)\}", token.info.strip()) if token.type in ("fence", "colon_fence") else None
+            if token.type in MATH_TOKENS or (token.type == "myst_role" and token.meta.get("name") == "math"):
+                total += 1
+            elif name and name[1] == "math":
+                total += 1
+            elif name and name[1] not in LITERAL_DIRECTIVES:
+                total += count(parser.parse(_directive_body(token.content)))
+            total += count(token.children or [])
+        return total
+
+    return count(parser.parse(markdown))
+
+
+def source_formulas(entry: str) -> int:
+    """The formulas in the source of the table-of-contents entry ``entry`` (.md or .ipynb)."""
+    markdown = ROOT / f"{entry}.md"
+    if markdown.exists():
+        return count_formulas(markdown.read_text(encoding="utf-8"))
+    notebook = json.loads((ROOT / f"{entry}.ipynb").read_text(encoding="utf-8"))
+    return sum(
+        count_formulas("".join(cell["source"]))
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "markdown"
+    )
+
+
+def article_math_inputs(html: str) -> int:
+    """MathJax input elements (class "math") in a built page's article, its navigation left out
+    (the sidebars repeat other pages' titles)."""
+    article = re.search(r'<article class="bd-article".*?</article>', html, re.S)
+    assert article, "a built page has no <article class=\"bd-article\">"
+    return len(re.findall(r'<(?:span|div)\b[^>]*\bclass="math\b', article[0]))
+
+
+def test_formula_count_reads_myst_as_the_book_does():
+    text = r"""Inline $a+b$, {math}`x^2`, `$code$`, \$5 and \$6.
+
+$$
+\frac{1}{2}
+$$ (label)
+
+\begin{equation}
+y = 1
+\end{equation}
+
+:::{note}
+:class: dropdown
+A note with $z$.
+:::
+
+```{math}
+w
+```
+
+```{code-block} python
+s = "$not math$"
+```
+"""
+    assert count_formulas(text) == 6
+
+
+def test_every_formula_reaches_its_page(book_html):
+    """Every formula of a page's source is in its built HTML, marked up for MathJax."""
+    total = 0
+    for entry in toc_files():
+        expected = source_formulas(entry)
+        found = article_math_inputs((book_html / f"{entry}.html").read_text(encoding="utf-8"))
+        assert found == expected, f"{entry}: {expected} formulas in the source, {found} in the page"
+        total += expected
+    assert total > 0, "no page has a formula: is the count broken?"

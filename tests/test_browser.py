@@ -1,10 +1,12 @@
-"""The built book opened page by page in headless Chromium, as a reader would.
+"""The built book opened page by page in headless Chromium, as a reader would, with no network.
 
-Each page must load with its title, raise no JavaScript error from our own assets, show every
-image it embeds, link only to pages and anchors that exist, carry its math for MathJax, and (for
-notebooks) open Colab at its own path. Screenshots at desktop and phone widths go to
-``_build/screenshots/``. The network is not needed: third-party assets (the Colab badge image,
-MathJax from its CDN) are checked by address, not loaded.
+Every request a page makes to anywhere but the local server is blocked and fails the test: the
+book must render from its own files (a downloaded copy, a classroom behind a proxy). Each page
+must load with its title, raise no JavaScript error from our own assets, show every image it
+embeds, link only to pages and anchors that exist, typeset every formula of its source (counted
+in the .md/.ipynb source, checked against MathJax's output) with no TeX error and no raw TeX left
+visible, and (for notebooks) open Colab at its own path. Screenshots at desktop and phone widths
+go to ``_build/screenshots/``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_book import toc_files
+from tests.test_book import source_formulas, toc_files
 from vitcourse.stamp import colab_url, read_repository
 
 pytestmark = [pytest.mark.browser, pytest.mark.book, pytest.mark.slow]
@@ -36,6 +38,58 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOT_PAGES = ["intro", "chapters/01_principles/01_pixels_to_tokens", "exercises/01_patches"]
 VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 844)}
+# Pages Sphinx adds beside the table of contents; they must work offline too.
+EXTRA_PAGES = ["genindex", "search"]
+
+# TeX a reader should never see: a control word (\frac), an escaped delimiter (\( \[ \{), or a
+# $...$ / $$ pair that MathJax did not turn into a formula. Code blocks and typeset formulas are
+# left out of the text this is matched against.
+RAW_TEX = re.compile(r"\\[A-Za-z]+|\\[()\[\]{}]|\$\$|\$(?=\S)[^$\n]{0,200}?(?<=\S)\$")
+
+# Waits for MathJax to finish, then reports on the page's math: the input elements (class
+# "math") and rendered formulas (mjx-container) in the article and in the whole page, formulas
+# that MathJax could not parse (merror) or that use an undefined macro (the noundefined
+# extension shows them as red text), and the visible text outside code and formulas.
+MATH_REPORT_JS = """async () => {
+    const mj = window.MathJax;
+    const loaded = !!(mj && mj.startup && mj.startup.promise);
+    if (loaded) {
+        await Promise.race([mj.startup.promise, new Promise(done => setTimeout(done, 20000))]);
+    }
+    const article = document.querySelector('article.bd-article') || document.body;
+    const untypeset = [...document.querySelectorAll('.math')]
+        .filter(el => !el.querySelector('mjx-container'))
+        .map(el => el.textContent.trim().slice(0, 80));
+    const broken = [];
+    if (loaded && mj.startup.document) {
+        for (const item of mj.startup.document.math) {
+            const mml = mj.startup.toMML(item.root);
+            if (/<merror|<mtext mathcolor="red">\\\\/.test(mml)) broken.push(item.math.slice(0, 80));
+        }
+    }
+    const skip = 'pre, code, kbd, samp, script, style, textarea, template, noscript';
+    const parts = [];
+    const walk = node => {
+        for (const child of node.childNodes) {
+            if (child.nodeType === Node.TEXT_NODE) {
+                parts.push(child.data);
+            } else if (child.nodeType === Node.ELEMENT_NODE) {
+                if (child.localName === 'mjx-container') parts.push('<formula>');
+                else if (child.matches(skip) || !child.checkVisibility({visibilityProperty: true})) parts.push(' ');
+                else walk(child);
+            }
+        }
+    };
+    walk(document.body);
+    return {
+        loaded,
+        inputs: article.querySelectorAll('.math').length,
+        rendered: article.querySelectorAll('mjx-container').length,
+        untypeset,
+        broken,
+        text: parts.join(''),
+    };
+}"""
 
 
 def _chromium() -> str:
@@ -83,10 +137,23 @@ def _local_target(book_html: Path, href_path: str) -> Path:
 
 
 def _open(browser, url: str, viewport=(1280, 800)):
-    """Open ``url``; return the page and the errors our own assets raised."""
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+    """Open ``url`` with the network cut off: only its own origin (the local server, or file://)
+    answers. Returns the page and its errors: requests that needed the network, and errors our
+    own assets raised."""
+    parts = urlsplit(url)
+    origin = "file://" if parts.scheme == "file" else f"{parts.scheme}://{parts.netloc}/"
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     errors: list[str] = []
+
+    def only_local(route):
+        request_url = route.request.url
+        if request_url.startswith((origin, "data:", "blob:")):
+            route.continue_()
+        else:
+            errors.append(f"needs the network: {request_url}")
+            route.abort("internetdisconnected")
+
+    page.route("**/*", only_local)
     page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
     page.on(
         "console",
@@ -101,23 +168,57 @@ def _open(browser, url: str, viewport=(1280, 800)):
         else None,
     )
     response = page.goto(url, wait_until="load")
-    assert response is not None and response.ok, f"{url}: HTTP {response and response.status}"
+    if parts.scheme != "file":
+        assert response is not None and response.ok, f"{url}: HTTP {response and response.status}"
     return page, errors
+
+
+def math_problems(page, expected: int) -> list[str]:
+    """What is wrong with the math of an open page whose source has ``expected`` formulas."""
+    report = page.evaluate(MATH_REPORT_JS)
+    problems = []
+    if report["inputs"] != expected:
+        problems.append(f"{expected} formulas in the source, {report['inputs']} in the page")
+    if report["rendered"] != report["inputs"]:
+        problems.append(f"{report['inputs']} formulas, {report['rendered']} typeset by MathJax")
+    if report["inputs"] and not report["loaded"]:
+        problems.append("MathJax did not load")
+    problems += _some("not typeset", [repr(tex) for tex in report["untypeset"]])
+    problems += [f"TeX error or undefined macro: {tex!r}" for tex in report["broken"]]
+    text = report["text"]
+    visible = [repr(text[max(m.start() - 30, 0) : m.end() + 30]) for m in RAW_TEX.finditer(text)]
+    problems += _some("raw TeX visible", visible)
+    return problems
+
+
+def _some(what: str, examples: list[str], shown: int = 3) -> list[str]:
+    """One line per example, the first few only: a page without MathJax has hundreds."""
+    lines = [f"{what}: {example}" for example in examples[:shown]]
+    if len(examples) > shown:
+        lines.append(f"{what}: ... {len(examples) - shown} more")
+    return lines
 
 
 def test_every_page_reads_well(browser, site, book_html):
     repo_url, branch = read_repository(ROOT)
+    problems: list[str] = []
     pages_with_math = 0
-    for entry in toc_files():
+    for entry in toc_files() + EXTRA_PAGES:
         url = urljoin(site, f"{entry}.html")
         page, errors = _open(browser, url)
         try:
-            title = page.title()
-            heading = page.locator("main h1").first.inner_text().strip(" #¶\n")
-            assert heading and heading.split()[-1] in title, f"{entry}: title {title!r} vs h1 {heading!r}"
+            from_source = entry not in EXTRA_PAGES
+            if from_source:
+                title = page.title()
+                heading = page.locator("main h1").first.inner_text().strip(" #¶\n")
+                assert heading and heading.split()[-1] in title, f"{entry}: title {title!r} vs h1 {heading!r}"
 
-            # Every image: ours must have loaded with a real size; third-party ones are only
-            # checked by address (the test runs without network).
+            # Every formula of the source is typeset, with no TeX error and no raw TeX in sight.
+            expected = source_formulas(entry) if from_source else 0
+            pages_with_math += expected > 0
+            problems += [f"{entry}: {problem}" for problem in math_problems(page, expected)]
+
+            # Every image is the book's own and has loaded with a real size.
             images = page.evaluate(
                 """async () => Promise.all([...document.images].map(async img => {
                     img.loading = 'eager';
@@ -126,12 +227,8 @@ def test_every_page_reads_well(browser, site, book_html):
                 }))"""
             )
             for image in images:
-                if image["src"].startswith(site):
-                    assert image["w"] > 0 and image["h"] > 0, f"{entry}: image did not load: {image['src']}"
-                else:
-                    assert image["src"].startswith("https://colab.research.google.com/assets/"), (
-                        f"{entry}: unexpected third-party image {image['src']}"
-                    )
+                if not (image["src"].startswith(site) and image["w"] > 0 and image["h"] > 0):
+                    problems.append(f"{entry}: image did not load: {image['src']}")
 
             # Every internal link and anchor resolves to a built file and an existing id.
             hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
@@ -144,23 +241,75 @@ def test_every_page_reads_well(browser, site, book_html):
                 if parts.fragment and target.suffix == ".html":
                     assert unquote(parts.fragment) in _ids_in(target), f"{entry}: missing anchor {href}"
 
-            # Math is on the page for MathJax to typeset, and MathJax is configured to load.
-            if page.locator(".math").count():
-                pages_with_math += 1
-                assert page.locator("script[src*='mathjax']").count(), f"{entry}: math without MathJax"
-
             # Notebook pages open Colab at their own path: the launch button and the badge.
             if (ROOT / f"{entry}.ipynb").exists():
-                expected = colab_url(repo_url, branch, f"{entry}.ipynb")
+                expected_url = colab_url(repo_url, branch, f"{entry}.ipynb")
                 links = page.eval_on_selector_all(
                     "a[href*='colab.research.google.com/github/']", "els => els.map(e => e.href)"
                 )
-                assert links.count(expected) >= 2, f"{entry}: Colab links {links} (expected {expected})"
+                assert links.count(expected_url) >= 2, f"{entry}: Colab links {links} (expected {expected_url})"
 
-            assert not errors, f"{entry}: {errors}"
+            problems += [f"{entry}: {error}" for error in errors]
         finally:
             page.close()
+    assert not problems, "\n".join(problems)
     assert pages_with_math >= 1, "no page shows math"
+
+
+def _math_page(tmp_path: Path, body: str, mathjax_src: str) -> str:
+    """A page marked up as the book marks up math, loading MathJax from ``mathjax_src``."""
+    page = tmp_path / "math.html"
+    page.write_text(
+        "<!DOCTYPE html><html><head><title>math</title>"
+        '<script>window.MathJax = {"options": {"processHtmlClass": "math"}}</script>'
+        f'<script defer src="{mathjax_src}"></script></head>'
+        f'<body><article class="bd-article">{body}</article></body></html>',
+        encoding="utf-8",
+    )
+    return page.as_uri()
+
+
+def test_the_math_check_catches_broken_formulas(browser, book_html, tmp_path):
+    """The check above fails on each way math can go wrong, and passes on good math."""
+    mathjax = (book_html / "_static" / "mathjax" / "tex-mml-chtml.js").as_uri()
+    good = (
+        r'<p>Inline <span class="math notranslate nohighlight">\(\frac{a}{b}\)</span>.</p>'
+        r'<div class="math notranslate nohighlight">\[\sum_i x_i\]</div>'
+    )
+    page, errors = _open(browser, _math_page(tmp_path, good, mathjax))
+    try:
+        assert math_problems(page, expected=2) == [] and errors == []
+    finally:
+        page.close()
+
+    broken = (
+        r'<p><span class="math notranslate nohighlight">\(x^1^2\)</span>'  # a TeX error
+        r' <span class="math notranslate nohighlight">\(\fraq{1}{2}\)</span>'  # an undefined macro
+        r' <span class="math notranslate nohighlight">\(\frac{1}{\)</span>'  # MathJax finds no end
+        r" and $\alpha$ that was never marked as math.</p>"
+    )
+    page, _ = _open(browser, _math_page(tmp_path, broken, mathjax))
+    try:
+        problems = "\n".join(math_problems(page, expected=4))
+    finally:
+        page.close()
+    assert "4 formulas in the source, 3 in the page" in problems
+    assert "3 formulas, 2 typeset by MathJax" in problems
+    assert r"not typeset: '\\(\\frac{1}{\\)'" in problems
+    assert "TeX error or undefined macro: 'x^1^2'" in problems
+    assert r"TeX error or undefined macro: '\\fraq{1}{2}'" in problems
+    assert "raw TeX visible" in problems and r"$\\alpha$" in problems
+
+    # MathJax from a CDN, as the book had it before it served its own: offline, nothing renders.
+    cdn = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
+    page, errors = _open(browser, _math_page(tmp_path, good, cdn))
+    try:
+        problems = "\n".join(math_problems(page, expected=2))
+    finally:
+        page.close()
+    assert errors == [f"needs the network: {cdn}"]
+    assert "MathJax did not load" in problems and "2 formulas, 0 typeset by MathJax" in problems
+    assert r"raw TeX visible" in problems and r"\\frac" in problems
 
 
 def test_search_finds_a_chapter_word(browser, site):
@@ -190,5 +339,6 @@ def test_screenshots(browser, site, book_html, viewport_name):
             path = out / f"{entry.replace('/', '__')}-{viewport_name}.png"
             page.screenshot(path=str(path), full_page=False)
             assert path.stat().st_size > 5_000
+            assert not errors, errors
         finally:
             page.close()
