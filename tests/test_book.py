@@ -6,6 +6,9 @@ from __future__ import annotations
 import functools
 import json
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -173,3 +176,37 @@ def test_every_formula_reaches_its_page(book_html):
         assert found == expected, f"{entry}: {expected} formulas in the source, {found} in the page"
         total += expected
     assert total > 0, "no page has a formula: is the count broken?"
+
+
+def test_the_book_extension_serves_what_a_page_needs(tmp_path):
+    """_ext/book_assets.py on a one-page project: MathJax and the Colab badge come from the site
+    itself, and any other remote image is a warning (an error under `make book`'s -W)."""
+    source = tmp_path / "src"
+    (source / "_static").mkdir(parents=True)
+    shutil.copy(ROOT / "_static" / "colab-badge.svg", source / "_static")
+    (source / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(ROOT / '_ext')!r})\n"
+        "extensions = ['myst_parser', 'sphinx.ext.mathjax', 'book_assets']\n"
+        "myst_enable_extensions = ['dollarmath']\n"
+    )
+    (source / "index.md").write_text(
+        "# A page\n\n"
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/)\n\n"
+        "A formula $x^2$ and a remote picture ![logo](https://example.org/logo.png).\n"
+    )
+    out = tmp_path / "html"
+    build = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-q", "-b", "html", str(source), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert build.returncode == 0, build.stderr
+    warnings = [line for line in build.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "remote image https://example.org/logo.png" in warnings[0], warnings
+
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert 'src="_images/colab-badge.svg"' in html and (out / "_images" / "colab-badge.svg").exists()
+    assert re.search(r'<script defer="defer" src="_static/mathjax/tex-mml-chtml\.js\?v=\w+">', html)
+    fonts = out / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
+    assert (fonts / "MathJax_Main-Regular.woff").exists() and (out / "_static" / "mathjax" / "LICENSE").exists()

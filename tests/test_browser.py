@@ -167,6 +167,12 @@ def _open(browser, url: str, viewport=(1280, 800)):
         if request.url.startswith(origin)
         else None,
     )
+    page.on(
+        "response",
+        lambda response: errors.append(f"HTTP {response.status}: {response.url}")
+        if response.status >= 400 and response.url.startswith(origin)
+        else None,
+    )
     response = page.goto(url, wait_until="load")
     if parts.scheme != "file":
         assert response is not None and response.ok, f"{url}: HTTP {response and response.status}"
@@ -254,6 +260,17 @@ def test_every_page_reads_well(browser, site, book_html):
             page.close()
     assert not problems, "\n".join(problems)
     assert pages_with_math >= 1, "no page shows math"
+
+
+def test_a_downloaded_copy_renders_its_math(browser, book_html):
+    """Opened from disk (file://), as a reader opens a downloaded copy, a page typesets its math."""
+    entry = next(entry for entry in toc_files() if source_formulas(entry))
+    page, errors = _open(browser, (book_html / f"{entry}.html").as_uri())
+    try:
+        assert math_problems(page, source_formulas(entry)) == []
+        assert not errors, errors
+    finally:
+        page.close()
 
 
 def _math_page(tmp_path: Path, body: str, mathjax_src: str) -> str:
