@@ -623,7 +623,7 @@ def test_the_package_reference_scores_zero(exercise, style):
 @pytest.mark.parametrize("exercise", ["01_patches", "10_blocks"])  # a function and a module
 def test_sandboxed_grader_scores_solution_and_stub(exercise, tmp_path):
     """`vitcourse grade` on the solution and the generated exercise, in the sandbox."""
-    from vitcourse.grading.command import grade
+    from vitcourse.grading.batch import grade
     from vitcourse.grading.gradebook import Gradebook
 
     submissions = tmp_path / "submissions"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from vitcourse.grading.command import grade
+from vitcourse.grading.batch import grade
 from vitcourse.grading.sandbox import bwrap_works
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -35,30 +35,13 @@ from grading_fixtures.notebooks import (  # noqa: E402
     WRONG_FAILS,
     write_notebook,
 )
+from grading_fixtures.reading import check_hostile, result_rows, submission_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = ROOT / "tests" / "grading_fixtures" / "hidden"
 POINTS = {"test_double_float": 2, "test_double_int": 1, "test_count_positive": 1,
           "test_scale_module": 2, "test_scale_rejects_zero": 1}
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
-
-
-def _rows(out: Path) -> dict[str, dict[str, tuple]]:
-    db = sqlite3.connect(out / "gradebook.sqlite")
-    rows: dict[str, dict[str, tuple]] = {}
-    for student, test, points, status, feedback in db.execute(
-            "SELECT student, test, points, status, feedback FROM results"):
-        rows.setdefault(student, {})[test] = (points, status, feedback)
-    db.close()
-    return rows
-
-
-def _submissions(out: Path) -> dict[str, tuple]:
-    db = sqlite3.connect(out / "gradebook.sqlite")
-    found = {r[0]: r[1:] for r in db.execute(
-        "SELECT student, score, status, sha256, finished_at FROM submissions")}
-    db.close()
-    return found
 
 
 def _expected(failing: set[str]) -> float:
@@ -78,13 +61,13 @@ def test_correct_wrong_invalid_then_resume_and_regrade(tmp_path):
     summary = grade("00_fake", _find(subs), out, jobs=2, timeout=20, hidden_dir=HIDDEN,
                     progress=False)
     assert "6 submission(s)" in summary and "0 already graded" in summary
-    subs_rows = _submissions(out)
+    subs_rows = submission_rows(out)
     assert subs_rows["alice"][:2] == (MAX_SCORE, "graded")
     assert subs_rows["o'brien, jr"][:2] == (MAX_SCORE, "graded")
     assert subs_rows["broken"][:2] == (0.0, "invalid")
     for name, failing in WRONG_FAILS.items():
         assert subs_rows[name][0] == _expected(failing), name
-    rows = _rows(out)
+    rows = result_rows(out)
     assert all(len(tests) == len(ALL_TESTS) for tests in rows.values())
 
     import csv
@@ -104,16 +87,16 @@ def test_correct_wrong_invalid_then_resume_and_regrade(tmp_path):
         assert "student.call" not in text and hidden_source[:200] not in text
 
     # a re-run skips everything; a changed file is graded again; --regrade redoes all
-    before = _submissions(out)
+    before = submission_rows(out)
     summary = grade("00_fake", _find(subs), out, jobs=2, timeout=20, hidden_dir=HIDDEN,
                     progress=False)
     assert "graded 0 submission(s)" in summary and "6 already graded" in summary
-    assert _submissions(out) == before
+    assert submission_rows(out) == before
     write_notebook(subs / "wrong_values.ipynb", CORRECT)
     summary = grade("00_fake", _find(subs), out, jobs=1, timeout=20, hidden_dir=HIDDEN,
                     progress=False)
     assert "graded 1 submission(s)" in summary
-    after = _submissions(out)
+    after = submission_rows(out)
     assert after["wrong_values"][0] == MAX_SCORE and after["alice"] == before["alice"]
     summary = grade("00_fake", _find(subs), out, jobs=2, timeout=20, hidden_dir=HIDDEN,
                     progress=False, regrade=True)
@@ -124,20 +107,6 @@ def _find(folder: Path):
     from vitcourse.grading.command import find_submissions
 
     return find_submissions([str(folder)])
-
-
-def _check_hostile(out: Path, names: list[str]) -> None:
-    rows = _rows(out)
-    subs = _submissions(out)
-    for name in names:
-        attacked = HOSTILE[name][1]
-        for test in attacked:
-            assert rows[name][test][0] == 0.0, (name, test, rows[name][test])
-        if name != "kill_parent":  # that one may lose its own later tests with its worker
-            for test in ALL_TESTS - attacked:
-                assert rows[name][test][1] == "passed", (name, test, rows[name][test])
-    for good in ("alice", "zoe", "huge_view"):
-        assert subs[good][:2] == (MAX_SCORE, "graded"), (good, rows[good])
 
 
 @pytest.mark.slow
@@ -151,31 +120,12 @@ def test_hostile_submissions_in_the_sandbox(tmp_path):
         write_notebook(subs / f"{name}.ipynb", cells)
     grade("00_fake", _find(subs), out, jobs=2, timeout=6, memory_mb=768, hidden_dir=HIDDEN,
           progress=False, sandbox="bwrap")
-    _check_hostile(out, list(HOSTILE))
-    rows = _rows(out)
+    check_hostile(out, list(HOSTILE))
+    rows = result_rows(out)
     assert "time limit" in rows["infinite_loop_call"]["test_double_float"][2]
     assert "printed more than" in rows["output_flood"]["test_double_float"][2]
     assert "tensor subclass" in rows["tensor_subclass"]["test_double_float"][2]
     assert "exited (status 0)" in rows["os_exit_at_import"]["test_scale_module"][2]
-
-
-# safe without a sandbox even as root (no fork bomb: RLIMIT_NPROC does not bind root)
-UNSANDBOXED = ["try_except", "lying_eq", "int_subclass_count", "tensor_subclass", "monkeypatch",
-               "sys_exit", "os_exit_at_import", "os_exit_in_call", "infinite_loop_call",
-               "memory_bomb", "output_flood", "kill_parent", "huge_tensor"]
-
-
-@pytest.mark.slow
-def test_hostile_submissions_with_rlimits_only(tmp_path):
-    subs, out = tmp_path / "subs", tmp_path / "out"
-    write_notebook(subs / "alice.ipynb", CORRECT)
-    write_notebook(subs / "zoe.ipynb", CORRECT)
-    write_notebook(subs / "huge_view.ipynb", HUGE_VIEW)
-    for name in UNSANDBOXED:
-        write_notebook(subs / f"{name}.ipynb", HOSTILE[name][0])
-    grade("00_fake", _find(subs), out, jobs=2, timeout=6, memory_mb=768, hidden_dir=HIDDEN,
-          progress=False, sandbox="none")
-    _check_hostile(out, UNSANDBOXED)
 
 
 def _outside_tmp() -> Path:
@@ -219,7 +169,7 @@ def test_sandbox_hides_the_trusted_side(monkeypatch):
         probe_source = (hidden / "test_00_probe.py").read_bytes()
         grade("00_probe", _find(subs), out, jobs=1, timeout=20, hidden_dir=hidden,
               progress=False, sandbox="bwrap", hide_extra=[subs])
-        feedback = _rows(out)["mallory"]["test_probe"][2]
+        feedback = result_rows(out)["mallory"]["test_probe"][2]
         assert feedback.startswith("PROBE"), feedback
         report = json.loads(feedback[len("PROBE"):])
         for path in readable:
@@ -257,16 +207,16 @@ def test_grader_killed_mid_batch_resumes_without_loss(tmp_path):
         time.sleep(0.2)
         if (out / "gradebook.sqlite").exists():
             try:
-                if len(_submissions(out)) >= 3:
+                if len(submission_rows(out)) >= 3:
                     break
             except sqlite3.Error:
                 pass
         assert grader.poll() is None, "the grader ended before it could be killed"
     grader.send_signal(signal.SIGKILL)
     grader.wait()
-    first = _submissions(out)
+    first = submission_rows(out)
     assert 3 <= len(first) < n
-    rows = _rows(out)
+    rows = result_rows(out)
     for student, (score, _status, _sha, _) in first.items():  # no partial submission
         assert set(rows[student]) == ALL_TESTS
         assert score == sum(p for p, _, _ in rows[student].values())
@@ -275,7 +225,7 @@ def test_grader_killed_mid_batch_resumes_without_loss(tmp_path):
     summary = grade("00_fake", _find(subs), out, jobs=2, timeout=20, hidden_dir=HIDDEN,
                     progress=False)
     assert f"graded {n - len(first)} submission(s)" in summary
-    second = _submissions(out)
+    second = submission_rows(out)
     assert len(second) == n
     for student, row in first.items():
         assert second[student] == row  # finished ones were not redone

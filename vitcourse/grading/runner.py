@@ -25,6 +25,7 @@ from types import ModuleType
 
 import torch
 
+from .errors import GraderCannotRun
 from .guard import ReferenceUseError, validate_reference_answers
 from .hidden import GradingFailure, StudentCrashed, StudentRaised
 from .notebook import InvalidNotebook, parse_notebook
@@ -35,8 +36,8 @@ EXERCISE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 REFUSAL = f"{ReferenceUseError.__module__}.{ReferenceUseError.__qualname__}"
 
 
-class GraderError(Exception):
-    """The grader itself cannot run (bad exercise id, missing or broken hidden tests...)."""
+class GraderError(GraderCannotRun):
+    """The hidden tests cannot be loaded (bad exercise id, missing or broken file...)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class HiddenSuite:
     tests: list[HiddenTest]
     reference_answers: dict[str, str]  # the name a student defines -> the package's answer
     module: ModuleType
+    path: Path  # the file the tests were loaded from
+    sha256: str  # of the exact bytes that were run
 
 
 @dataclass
@@ -102,7 +105,10 @@ def load_hidden_tests(hidden_dir: Path, exercise: str) -> list[HiddenTest]:
 
 def load_hidden_suite(hidden_dir: Path, exercise: str) -> HiddenSuite:
     """Import ``hidden_dir/test_<exercise>.py`` (trusted code): its graded tests and the
-    reference answers it forbids."""
+    reference answers it forbids.
+
+    The file is read once, hashed and compiled from those bytes (no bytecode cache is read or
+    written), so ``sha256`` names exactly what runs, and a planted ``.pyc`` never does."""
     if not EXERCISE_ID.match(exercise):
         raise GraderError(f"--exercise: {exercise!r} is not a valid exercise id (letters, digits, _)")
     path = Path(hidden_dir) / f"test_{exercise}.py"
@@ -113,7 +119,8 @@ def load_hidden_suite(hidden_dir: Path, exercise: str) -> HiddenSuite:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        source = path.read_bytes()
+        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - trusted code
     except Exception as exc:
         raise GraderError(f"the hidden tests {path} cannot be imported: "
                           f"{type(exc).__name__}: {exc}") from exc
@@ -136,7 +143,8 @@ def load_hidden_suite(hidden_dir: Path, exercise: str) -> HiddenSuite:
         answers = validate_reference_answers(getattr(module, "REFERENCE_ANSWERS", {}), str(path))
     except ValueError as exc:
         raise GraderError(str(exc)) from None
-    return HiddenSuite(exercise, tests, answers, module)
+    return HiddenSuite(exercise, tests, answers, module, path,
+                       hashlib.sha256(source).hexdigest())
 
 
 def test_seed(run_seed: int, test_name: str) -> int:

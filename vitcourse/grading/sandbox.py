@@ -47,22 +47,37 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-_BWRAP_OK: dict[str, bool] = {}
+_BWRAP_PROBLEM: dict[str, str | None] = {}
+
+
+def bwrap_problem() -> str | None:
+    """Why bubblewrap cannot sandbox the worker here, in words; None when it can.
+
+    It is probed once per bwrap binary with the very namespaces the worker uses: having bwrap
+    installed is not enough (containers, and distributions that restrict user namespaces, make
+    it fail at start)."""
+    if not sys.platform.startswith("linux"):
+        return f"bubblewrap needs Linux namespaces, and this is {sys.platform}"
+    path = bwrap_path()
+    if path is None:
+        return "bubblewrap is not installed (no `bwrap` on PATH)"
+    if path not in _BWRAP_PROBLEM:
+        try:
+            probe = subprocess.run([path, *_base_bwrap_args(), "--", "true"], capture_output=True,
+                                   timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _BWRAP_PROBLEM[path] = f"{path} could not be run ({exc})"
+        else:
+            said = probe.stderr.decode("utf-8", "replace").strip().splitlines()
+            _BWRAP_PROBLEM[path] = None if probe.returncode == 0 else (
+                f"{path} cannot create the namespaces the sandbox needs "
+                f"(it said: {said[-1] if said else f'nothing, and exited with {probe.returncode}'})")
+    return _BWRAP_PROBLEM[path]
 
 
 def bwrap_works() -> bool:
     """Whether bubblewrap can create the namespaces we need here (it cannot in many containers)."""
-    path = bwrap_path()
-    if path is None or not sys.platform.startswith("linux"):
-        return False
-    if path not in _BWRAP_OK:
-        try:
-            probe = subprocess.run([path, *_base_bwrap_args(), "--", "true"], capture_output=True,
-                                   timeout=30)
-            _BWRAP_OK[path] = probe.returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            _BWRAP_OK[path] = False
-    return _BWRAP_OK[path]
+    return bwrap_problem() is None
 
 
 def _base_bwrap_args() -> list[str]:
@@ -207,9 +222,6 @@ class PidsCgroup:
                     time.sleep(0.02)
 
 
-NOBODY = 65534
-
-
 def _world_readable(path: str) -> bool:
     """Whether any user can reach and read ``path`` (every parent folder searchable)."""
     import stat
@@ -229,17 +241,17 @@ def _world_readable(path: str) -> bool:
         return False
 
 
-def drop_to_nobody() -> bool:
-    """Without bubblewrap, a grader running as root runs student code as ``nobody`` (so it
-    cannot read root-only files such as the hidden tests, and RLIMIT_NPROC applies), provided
-    that ``nobody`` can still read the Python installation."""
+def unreadable_by_nobody() -> str | None:
+    """The first file of the Python installation (interpreter, torch, this package) that the
+    user ``nobody`` cannot reach and read, or None when it can run the worker."""
     import torch
 
     import vitcourse
 
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return False
-    return all(_world_readable(p) for p in (sys.executable, torch.__file__, vitcourse.__file__))
+    for path in (sys.executable, torch.__file__, vitcourse.__file__):
+        if not _world_readable(path):
+            return os.path.realpath(path)
+    return None
 
 
 @dataclass
@@ -247,6 +259,7 @@ class WorkerConfig:
     sandbox: str  # "bwrap" or "none"
     hide: list[Path] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
+    run_as: int | None = None  # without a sandbox, the uid student code is switched to (root only)
 
 
 class Zygote:
@@ -259,10 +272,12 @@ class Zygote:
         self.control: socket.socket | None = None
         self.cgroup: PidsCgroup | None = None
         self._log = None
-        self.drop_uid = NOBODY if config.sandbox != "bwrap" and drop_to_nobody() else None
+        self._closed = False
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
+        if self._closed:
+            raise RuntimeError("grading was stopped: no new worker starts")
         parent, child = socket.socketpair()
         sandboxed = self.config.sandbox == "bwrap"
         command = [sys.executable, "-m", "vitcourse.grading.worker",
@@ -326,6 +341,11 @@ class Zygote:
             self._log.close()
             self._log = None
 
+    def close(self) -> None:
+        """Stop for good (grading is stopping): a later session raises instead of restarting."""
+        self._closed = True
+        self.stop()
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -360,9 +380,10 @@ class Session:
         if zygote.config.sandbox != "bwrap":
             self._scratch = tempfile.mkdtemp(prefix="vitcourse-scratch-")
             spec["scratch"] = self._scratch
-            if zygote.drop_uid is not None:
-                os.chown(self._scratch, zygote.drop_uid, zygote.drop_uid)
-                spec["drop_uid"] = zygote.drop_uid
+            run_as = zygote.config.run_as
+            if run_as is not None:
+                os.chown(self._scratch, run_as, run_as)
+                spec["drop_uid"] = run_as
         ours, theirs = socket.socketpair()
         out_read, out_write = os.pipe()
         try:
@@ -499,3 +520,17 @@ class Session:
         self._reader.join(timeout=5.0)
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def main() -> int:
+    """``python -m vitcourse.grading.sandbox``: exit status 0 when bubblewrap can sandbox the
+    worker here, 1 (saying why on stderr) when it cannot. Gradescope's run script asks this."""
+    problem = bwrap_problem()
+    if problem is not None:
+        print(f"bubblewrap cannot sandbox the grader's worker here: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

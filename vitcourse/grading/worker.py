@@ -21,7 +21,6 @@ students. This module never sees hidden tests, references or the gradebook.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import resource
 import select
@@ -31,6 +30,8 @@ import socket
 import sys
 import time
 import types
+
+from .prctl import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, prctl
 
 CONTROL_RUN = b"R"
 CONTROL_KILL = b"K"
@@ -51,18 +52,6 @@ def _preimport() -> None:
         except Exception:  # an optional library missing is not the zygote's problem
             pass
     from . import calls, channel, guard, notebook  # noqa: F401 - the child needs them
-
-
-def _prctl(option: int, value: int) -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(option, value, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux
-        pass
-
-
-PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def apply_limits(spec: dict) -> None:
@@ -282,9 +271,9 @@ def zygote(control_fd: int, sandboxed: bool) -> None:
     from . import channel
 
     control = socket.socket(fileno=control_fd)
-    _prctl(PR_SET_DUMPABLE, 0)  # students' processes cannot ptrace us or read our memory
+    prctl(PR_SET_DUMPABLE, 0)  # students' processes cannot ptrace us or read our memory
     if not sandboxed:
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
     channel.send(control, {"event": "ready", "pid": os.getpid()})
     while True:
         try:
@@ -307,7 +296,7 @@ def zygote(control_fd: int, sandboxed: bool) -> None:
         for fd in fds:
             os.close(fd)
         channel.send(control, {"event": "started"})
-        _wait(pid, control)
+        _wait(pid, control, sandboxed)
         # The child is a zombie now: its pid, and so its process-group id, cannot be reused yet,
         # so killing its group here can only hit what it left in that group. Then reap it.
         try:
@@ -321,8 +310,9 @@ def zygote(control_fd: int, sandboxed: bool) -> None:
         channel.send(control, {"event": "exited", "clean": clean, **_describe_status(status)})
 
 
-def _wait(pid: int, control: socket.socket) -> None:
-    """Wait for the child to end, without reaping it; a kill request from the grader ends it early."""
+def _wait(pid: int, control: socket.socket, sandboxed: bool) -> None:
+    """Wait for the child to end, without reaping it; a kill request from the grader ends it early.
+    If the grader is gone, everything the student started is killed before the zygote exits."""
     try:
         waitable = os.pidfd_open(pid)
     except (AttributeError, OSError):
@@ -344,8 +334,9 @@ def _wait(pid: int, control: socket.socket) -> None:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
                         pass
-                    if op == b"":
-                        os._exit(0)  # the grader is gone
+                    if op == b"":  # the grader is gone: leave nothing behind
+                        _kill_everything(sandboxed)
+                        os._exit(0)
     finally:
         if waitable is not None:
             os.close(waitable)
