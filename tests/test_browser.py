@@ -47,9 +47,10 @@ EXTRA_PAGES = ["genindex", "search"]
 RAW_TEX = re.compile(r"\\[A-Za-z]+|\\[()\[\]{}]|\$\$|\$(?=\S)[^$\n]{0,200}?(?<=\S)\$")
 
 # Waits for MathJax to finish, then reports on the page's math: the input elements (class
-# "math") and rendered formulas (mjx-container) in the article and in the whole page, formulas
-# that MathJax could not parse (merror) or that use an undefined macro (the noundefined
-# extension shows them as red text), and the visible text outside code and formulas.
+# "math") and rendered formulas (mjx-container) in the article (the sidebars repeat other pages'
+# titles), input elements anywhere that MathJax left untouched, formulas that it could not parse (merror) or that use an undefined macro (the noundefined
+# extension shows them as red text), and the page's text outside code and formulas (collapsed
+# parts too: a reader may open them).
 MATH_REPORT_JS = """async () => {
     const mj = window.MathJax;
     const loaded = !!(mj && mj.startup && mj.startup.promise);
@@ -75,7 +76,7 @@ MATH_REPORT_JS = """async () => {
                 parts.push(child.data);
             } else if (child.nodeType === Node.ELEMENT_NODE) {
                 if (child.localName === 'mjx-container') parts.push('<formula>');
-                else if (child.matches(skip) || !child.checkVisibility({visibilityProperty: true})) parts.push(' ');
+                else if (child.matches(skip)) parts.push(' ');
                 else walk(child);
             }
         }
