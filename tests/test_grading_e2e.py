@@ -23,6 +23,7 @@ from vitcourse.grading.batch import grade
 from vitcourse.grading.sandbox import bwrap_works
 
 sys.path.insert(0, str(Path(__file__).parent))
+from grading_fixtures.gradescope_schema import validate as validate_gradescope  # noqa: E402
 from grading_fixtures.notebooks import (  # noqa: E402
     ALL_TESTS,
     CORRECT,
@@ -258,11 +259,13 @@ def test_gradescope_bundle_and_run(tmp_path):
             "--gradescope-results", str(results), "--no-progress", str(submission)]
     assert main(args) == 0
     data = json.loads(results.read_text())
+    validate_gradescope(data)
     assert data["score"] == MAX_SCORE and len(data["tests"]) == len(ALL_TESTS)
     assert all(t["status"] in ("passed", "failed") for t in data["tests"])
     (submission / "whatever_name.ipynb").unlink()
     assert main(args) == 0
     data = json.loads(results.read_text())
+    validate_gradescope(data)
     assert data["score"] == 0 and "No .ipynb" in data["output"]
 
 
