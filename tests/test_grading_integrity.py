@@ -61,29 +61,32 @@ def test_an_untouched_gradebook_has_no_changes_and_exports(book, tmp_path):
         reopened.close()
 
 
-@pytest.mark.parametrize("attack, says", [
-    ("UPDATE submissions SET score = 0 WHERE student = 'alice'",
+@pytest.mark.parametrize("attack, victim, says", [
+    ("UPDATE submissions SET score = 0 WHERE student = 'alice'", "alice",
      "the rows of 'alice' (00_fake) were changed (was 2/2 graded, now 0/2 graded)"),
-    ("UPDATE results SET feedback = 'x' WHERE student = 'bob'",
+    ("UPDATE results SET feedback = 'x' WHERE student = 'bob'", "bob",
      "the rows of 'bob' (00_fake) were changed (was 2/2 graded, now 2/2 graded)"),
-    ("DELETE FROM submissions WHERE student = 'bob'",
+    ("DELETE FROM submissions WHERE student = 'bob'", "bob",
      "the rows of 'bob' (00_fake) were changed (was 2/2 graded, now no submission row)"),
-    ("DELETE FROM results; DELETE FROM submissions",
+    ("DELETE FROM results; DELETE FROM submissions", "alice",
      "the rows of 'alice' (00_fake) were removed (was 2/2 graded)"),
     ("INSERT INTO submissions SELECT 'mallory', exercise, sha256, path, 99, max_score, status, "
      "output, execution_time, seed, started_at, finished_at FROM submissions WHERE student='bob'",
-     "rows for 'mallory' (00_fake) were added (99/2 graded)"),
+     "mallory", "rows for 'mallory' (00_fake) were added (99/2 graded)"),
     ("CREATE TRIGGER t AFTER INSERT ON submissions BEGIN UPDATE submissions SET score = 0; END",
-     "its tables, indexes or triggers were changed"),
+     "alice", "its tables, indexes or triggers were changed"),
 ])
-def test_every_change_to_the_gradebook_is_named_and_stops_the_exports(book, tmp_path, attack, says):
+def test_every_change_to_the_gradebook_is_named_and_stops_the_exports(book, tmp_path, attack,
+                                                                      victim, says):
+    """grades.csv needs the whole gradebook as written; a results file needs its own
+    submission's rows and the schema as written (the batch checks the whole book before it)."""
     with _attacker(book) as db:
         db.executescript(attack)
     assert any(says in change for change in book.changes()), book.changes()
     with pytest.raises(Tampered, match="gradebook.sqlite"):
         book.export_csv(tmp_path / "grades.csv")
-    with pytest.raises(Tampered):
-        write_results_json(book, tmp_path, "alice", "00_fake")
+    with pytest.raises(Tampered, match="gradebook.sqlite"):
+        write_results_json(book, tmp_path, victim, "00_fake")
     assert not (tmp_path / "grades.csv").exists() and not (tmp_path / "results").exists()
 
 

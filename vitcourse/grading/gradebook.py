@@ -15,8 +15,9 @@ The gradebook also knows, in memory, what the file must hold: a digest of every 
 as found when it was opened, updated with every submission it records (computed from the values
 it writes, never read back). ``changes()`` reads the file afresh, through its path, and names every
 difference: rows changed, added or removed, a schema changed (a trigger added...), a file replaced
-or no longer a database. The exports read the file the same way and refuse (``Tampered``) to
-write anything from a gradebook that differs, so what they write is exactly what was verified.
+or no longer a database. The exports read the file the same way and write only what they have
+just verified, or raise ``Tampered``: grades.csv the whole file, a results file its submission's
+rows and the schema (the batch checks the whole file right before).
 """
 
 from __future__ import annotations
@@ -104,13 +105,15 @@ def _points(value: object) -> str:
     return _number(value) if type(value) in (int, float) else repr(value)[:40]
 
 
-def _read(db: sqlite3.Connection) -> Snapshot:
+def _read(db: sqlite3.Connection, only: Key | None = None) -> Snapshot:
+    """Everything in the gradebook, or ``only`` one submission's rows (and the schema)."""
+    where, values = ("WHERE student=? AND exercise=?", only) if only else ("", ())
     with db:  # one read transaction: a consistent picture
         db.execute("BEGIN")
         schema = sorted(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall(),
                         key=repr)
-        submission_rows = db.execute("SELECT * FROM submissions").fetchall()
-        result_rows = db.execute("SELECT * FROM results").fetchall()
+        submission_rows = db.execute(f"SELECT * FROM submissions {where}", values).fetchall()
+        result_rows = db.execute(f"SELECT * FROM results {where}", values).fetchall()
     submissions = {(row[0], row[1]): row for row in submission_rows}
     results: dict[Key, list[tuple]] = {}
     for row in result_rows:
@@ -120,11 +123,11 @@ def _read(db: sqlite3.Connection) -> Snapshot:
     return Snapshot(hashlib.sha256(repr(schema).encode()).hexdigest(), entries, submissions, results)
 
 
-def _differences(expected: Snapshot, found: Snapshot) -> list[str]:
+def _differences(expected: Snapshot, found: Snapshot, only: Key | None = None) -> list[str]:
     changes = []
     if found.schema != expected.schema:
         changes.append("its tables, indexes or triggers were changed")
-    for key in sorted(set(expected.entries) | set(found.entries)):
+    for key in [only] if only else sorted(set(expected.entries) | set(found.entries)):
         student, exercise = key
         was, now = expected.entries.get(key), found.entries.get(key)
         if was == now:
@@ -186,24 +189,25 @@ class Gradebook:
             return [f"{self.path} can no longer be read as the gradebook ({exc})"]
         return [f"{self.path}: {change}" for change in _differences(self._expected, found)]
 
-    def _read_afresh(self) -> Snapshot:
+    def _read_afresh(self, only: Key | None = None) -> Snapshot:
         """The file's content through a new read-only connection: whatever is at ``path`` now,
         even if the file this object has open was replaced."""
         uri = f"file:{pathname2url(str(self.path.resolve()))}?mode=ro"
         db = sqlite3.connect(uri, uri=True)
         try:
             db.execute("PRAGMA busy_timeout=10000")
-            return _read(db)
+            return _read(db, only)
         finally:
             db.close()
 
-    def _verified(self) -> Snapshot:
-        """The file's content, checked against what this gradebook wrote (``Tampered`` if not)."""
+    def _verified(self, only: Key | None = None) -> Snapshot:
+        """The file's content (or ``only`` one submission's), checked against what this gradebook
+        wrote (``Tampered`` if it differs)."""
         try:
-            found = self._read_afresh()
+            found = self._read_afresh(only)
         except sqlite3.Error as exc:
             raise Tampered([f"{self.path} can no longer be read as the gradebook ({exc})"]) from None
-        changes = _differences(self._expected, found)
+        changes = _differences(self._expected, found, only)
         if changes:
             raise Tampered([f"{self.path}: {change}" for change in changes])
         return found
@@ -219,9 +223,9 @@ class Gradebook:
 
     def results_json(self, student: str, exercise: str) -> dict:
         """Gradescope's results.json for one submission (no hidden-test source, no details),
-        from verified rows."""
-        found = self._verified()
+        from its verified rows."""
         key = (student, exercise)
+        found = self._verified(only=key)
         if key not in found.submissions:
             raise KeyError(key)
         sub = found.submissions[key]
