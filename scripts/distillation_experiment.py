@@ -5,7 +5,7 @@ knowledge distillation through the class head; hard distillation through a disti
 token, read out from the class head, the distillation head and both fused), on the full
 digits training set and on a small stratified fraction of it, and prints a table of
 mean ± std test accuracy and wall time. The core is
-:func:`vitcourse.distill.run_distillation_experiment`, which the hands-on chapter calls with
+:func:`vitcourse.experiments.distillation.run_distillation_experiment`, which the hands-on chapter calls with
 smaller settings.
 
     python scripts/distillation_experiment.py --seeds 0 1 2 --fractions 1.0 0.2 --out results.json
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from vitcourse.distill import format_table, run_distillation_experiment
+from vitcourse.experiments.distillation import format_table, run_distillation_experiment
 
 
 def main(argv=None) -> int:
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
 
     results = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                            "cpu": platform.processor() or platform.machine()}, "experiments": []}
-    from vitcourse.train import CNN_RECIPE, DIGITS_RECIPE
+    from vitcourse.training.recipes import CNN_RECIPE, DIGITS_RECIPE
 
     for fraction in args.fractions:
         started = time.perf_counter()

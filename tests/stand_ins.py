@@ -1,7 +1,7 @@
 """Offline stand-ins for what the course downloads in Colab, in the real on-disk formats.
 
 * :func:`write_cifar10` writes CIFAR-10's python batches (pickled dicts of uint8 rows), which
-  :func:`vitcourse.data.load_cifar10` reads exactly as it reads the real download.
+  :func:`vitcourse.data.cifar.load_cifar10` reads exactly as it reads the real download.
 * :func:`write_hub_cache` writes a Hugging Face hub cache holding the checkpoints the pretrained
   page downloads, with random weights. With ``HF_HOME`` pointing at it and ``HF_HUB_OFFLINE=1``
   (:func:`hub_environment`), ``timm.create_model(name, pretrained=True)`` and
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitcourse.data import CIFAR10_CLASSES
+from vitcourse.data.cifar import CIFAR10_CLASSES
 
 # ---- CIFAR-10 ----------------------------------------------------------------------------------
 

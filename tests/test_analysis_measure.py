@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from vitcourse import create_model
-from vitcourse.analysis import (
-    SavedTensorMeter,
+from vitcourse.analysis.attention import (
     attention_rollout,
     residual_stream_rms,
     ring_attention,
     token_spread,
 )
+from vitcourse.analysis.memory import SavedTensorMeter
 
 
 def test_meter_counts_the_saved_output_of_exp():
@@ -49,7 +49,7 @@ def test_meter_counts_a_shared_storage_once():
 def test_meter_sees_the_attention_maps_of_the_explicit_path():
     # The explicit softmax keeps B*H*N*N weights that the fused kernel does not: the
     # difference is the maps minus the fused kernel's log-sum-exp (B*H*N per layer).
-    from vitcourse.model import Attention
+    from vitcourse.models.attention import Attention
 
     torch.manual_seed(0)
     attention = Attention(32, 4)
@@ -65,7 +65,7 @@ def test_ring_attention_is_stochastic_circulant_with_bessel_spectrum():
     import numpy as np
     from scipy.special import iv
 
-    from vitcourse.analysis import ring_attention
+    from vitcourse.analysis.attention import ring_attention
 
     n, kappa = 48, 10.0
     a = ring_attention(n, kappa)
@@ -79,7 +79,7 @@ def test_ring_attention_is_stochastic_circulant_with_bessel_spectrum():
 
 
 def test_token_spread_zero_for_equal_tokens_and_one_for_zero_mean():
-    from vitcourse.analysis import token_spread
+    from vitcourse.analysis.attention import token_spread
 
     equal = torch.randn(2, 1, 8).expand(2, 5, 8)
     assert token_spread(equal).abs().max() < 1e-6
@@ -89,7 +89,7 @@ def test_token_spread_zero_for_equal_tokens_and_one_for_zero_mean():
 
 
 def test_residual_stream_rms_matches_a_manual_loop():
-    from vitcourse.analysis import residual_stream_rms
+    from vitcourse.analysis.attention import residual_stream_rms
 
     blocks = [lambda t: 2 * t, lambda t: t + 1]
     x = torch.randn(2, 3, 4)
@@ -101,7 +101,7 @@ def test_residual_stream_rms_matches_a_manual_loop():
 def test_measurement_helpers_reject_bad_input():
     import pytest
 
-    from vitcourse.analysis import residual_stream_rms, ring_attention, token_spread
+    from vitcourse.analysis.attention import residual_stream_rms, ring_attention, token_spread
 
     with pytest.raises(ValueError, match="num_tokens"):
         ring_attention(0, 1.0)
@@ -117,7 +117,7 @@ def test_input_gradient_map_support_is_the_conv_receptive_field():
     # L stacked 3x3 convolutions: one output depends on exactly a (2L + 1)^2 window.
     import torch.nn as nn
 
-    from vitcourse.analysis import input_gradient_map
+    from vitcourse.analysis.attention import input_gradient_map
 
     torch.manual_seed(0)
     for layers in (1, 3):
@@ -132,7 +132,7 @@ def test_input_gradient_map_support_is_the_conv_receptive_field():
 def test_input_gradient_map_rejects_a_batch():
     import pytest
 
-    from vitcourse.analysis import input_gradient_map
+    from vitcourse.analysis.attention import input_gradient_map
 
     with pytest.raises(ValueError, match="one image"):
         input_gradient_map(lambda t: t, torch.randn(2, 1, 4, 4), (0,))

@@ -1,5 +1,5 @@
 """Smoke test of `vitcourse bench model` on the tiny digits config, and of its parts
-(vitcourse.measure, vitcourse.naive_vit)."""
+(vitcourse.experiments.timing, vitcourse.analysis.memory, vitcourse.models.naive)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from vitcourse import cli, create_model
-from vitcourse.measure import TensorMemoryTracker
-from vitcourse.naive_vit import NaiveViT, naive_twin
+from vitcourse.analysis.memory import TensorMemoryTracker
+from vitcourse.models.naive import NaiveViT, naive_twin
 
 LAST_LINE = re.compile(
     r"^ratio_vs_timm_fwd_bwd=(\d+\.\d+|nan) ratio_vs_naive_fwd_bwd=(\d+\.\d+) config=vit_digits device=cpu$"
@@ -83,7 +83,7 @@ def test_bench_rejects_unknown_config():
 def test_linear_floor_does_exactly_the_linear_layers_matrix_products():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vitcourse.measure import count_flops, linear_matmuls
+    from vitcourse.experiments.timing import count_flops, linear_matmuls
 
     torch.manual_seed(0)
     model = create_model("vit_digits")

@@ -1,4 +1,4 @@
-"""vitcourse.checks: passes the references, reports stubs and mistakes without raising."""
+"""vitcourse.course.checks: passes the references, reports stubs and mistakes without raising."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ import pytest
 import torch
 
 import vitcourse
-from vitcourse.attention import softmax_attention
-from vitcourse.checks import CHECK_NAMES, check, reference_count_objects, reference_same_object_mask
-from vitcourse.distill import distillation_loss
-from vitcourse.model import Attention, Block
-from vitcourse.posembed import sincos_pos_embed_2d
+from vitcourse.course.checks import (
+    CHECK_NAMES,
+    check,
+    reference_count_objects,
+    reference_same_object_mask,
+)
+from vitcourse.models.attention import Attention, softmax_attention
+from vitcourse.models.posembed import sincos_pos_embed_2d
+from vitcourse.models.vit import Block
+from vitcourse.training.losses import distillation_loss
 
 REFERENCES = {
     "patchify": vitcourse.patchify,
@@ -133,7 +138,7 @@ def test_reference_count_objects_and_mask_on_a_worked_example():
     (torch.ones(3, 4, dtype=torch.float64), torch.ones(3, 4), torch.ones(3, 4), TypeError, "q, k and v must share one dtype"),
 ])
 def test_reference_softmax_attention_names_bad_inputs(q, k, v, error, says):
-    from vitcourse.attention import softmax_attention
+    from vitcourse.models.attention import softmax_attention
 
     with pytest.raises(error, match=says):
         softmax_attention(q, k, v)

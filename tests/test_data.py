@@ -5,16 +5,20 @@ import pytest
 import torch
 
 from tests.stand_ins import write_cifar10
-from vitcourse import data as D
+from vitcourse.data.cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, load_cifar10
+from vitcourse.data.digits import load_digits
+from vitcourse.data.photos import PHOTO_NAMES, center_crop_resize, load_photo, load_photos
+from vitcourse.data.pipeline import Batches, ImageData, augment_batch
+from vitcourse.data.synthetic import diagonal_2x2, two_halves_counting, two_patch_occlusion
 
 # ---- digits -------------------------------------------------------------------------------------
 
 
 def test_digits_split_is_fixed_stratified_and_disjoint():
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits as load_sklearn_digits
 
-    raw = load_digits()
-    train, test = D.load_digits(normalize=False)
+    raw = load_sklearn_digits()
+    train, test = load_digits(normalize=False)
     assert len(train) + len(test) == len(raw.target) == 1797
     assert train.shape == (1, 8, 8) and train.images.dtype == torch.float32
     # stratified: every class keeps (about) the same share in test as overall
@@ -26,16 +30,16 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
     ours = [tuple(x.ravel()) for x in torch.cat([train.images, test.images]).double().numpy()]
     assert set(ours) <= flat
     # fixed: a second call gives the same split
-    train2, test2 = D.load_digits(normalize=False)
+    train2, test2 = load_digits(normalize=False)
     assert torch.equal(train.images, train2.images) and torch.equal(test.labels, test2.labels)
 
 
 def test_digits_normalisation_and_upscale():
-    train, test = D.load_digits(upscale=2)
+    train, test = load_digits(upscale=2)
     assert train.shape == (1, 16, 16)
     assert abs(train.images.mean().item()) < 1e-4 and abs(train.images.std().item() - 1) < 1e-3
     mean, std = train.info["normalize"]
-    raw_train, _ = D.load_digits(normalize=False)
+    raw_train, _ = load_digits(normalize=False)
     # upscaling is nearest-neighbour: 2 x 2 blocks of the same pixel
     up = raw_train.images.repeat_interleave(2, 2).repeat_interleave(2, 3)
     torch.testing.assert_close(train.images * std + mean, up, atol=1e-5, rtol=0)
@@ -45,11 +49,11 @@ def test_digits_normalisation_and_upscale():
 @pytest.mark.parametrize("bad", [0, 1.5, -1])
 def test_digits_bad_upscale(bad):
     with pytest.raises(ValueError, match="upscale"):
-        D.load_digits(upscale=bad)
+        load_digits(upscale=bad)
 
 
 def test_subset_is_stratified():
-    train, _ = D.load_digits()
+    train, _ = load_digits()
     small = train.subset(fraction=0.2, seed=3)
     counts = torch.bincount(small.labels, minlength=10)
     full = torch.bincount(train.labels, minlength=10)
@@ -77,7 +81,7 @@ def _reference_shift(x, dy, dx, fill):
 def test_shift_matches_a_per_pixel_loop():
     x = torch.randn(6, 2, 5, 7)
     g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
-    out = D.augment_batch(x, g1, shift=2, fill=-0.5)
+    out = augment_batch(x, g1, shift=2, fill=-0.5)
     offsets = torch.randint(-2, 3, (6, 2), generator=g2)
     expected = _reference_shift(x, offsets[:, 0], offsets[:, 1], -0.5)
     assert torch.equal(out, expected)
@@ -86,12 +90,12 @@ def test_shift_matches_a_per_pixel_loop():
 def test_affine_augmentation_keeps_shape_and_background():
     x = torch.full((4, 1, 8, 8), -0.8)
     g = torch.Generator().manual_seed(0)
-    out = D.augment_batch(x, g, shift=1, rotate=15, scale=0.1, fill=-0.8)
+    out = augment_batch(x, g, shift=1, rotate=15, scale=0.1, fill=-0.8)
     assert out.shape == x.shape
     # a constant background image stays constant (the fill comes in from outside)
     torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="scale"):
-        D.augment_batch(x, g, scale=1.5)
+        augment_batch(x, g, scale=1.5)
 
 
 # ---- batches ----------------------------------------------------------------------------------------
@@ -99,8 +103,8 @@ def test_affine_augmentation_keeps_shape_and_background():
 
 def test_batches_cover_each_image_once_per_epoch():
     images = torch.arange(10.0).view(10, 1, 1, 1)
-    data = D.ImageData(images, torch.arange(10) % 3, 3)
-    batches = D.Batches(data, batch_size=4, seed=1)
+    data = ImageData(images, torch.arange(10) % 3, 3)
+    batches = Batches(data, batch_size=4, seed=1)
     assert len(batches) == 3
     seen = torch.cat([x.flatten() for x, _ in batches])
     assert sorted(seen.tolist()) == list(range(10))
@@ -110,28 +114,28 @@ def test_batches_cover_each_image_once_per_epoch():
 
 def test_batches_shards_partition_the_epoch():
     images = torch.arange(10.0).view(10, 1, 1, 1)
-    data = D.ImageData(images, torch.zeros(10, dtype=torch.long), 1)
-    shards = [D.Batches(data, batch_size=2, seed=5, rank=r, world_size=2) for r in range(2)]
+    data = ImageData(images, torch.zeros(10, dtype=torch.long), 1)
+    shards = [Batches(data, batch_size=2, seed=5, rank=r, world_size=2) for r in range(2)]
     parts = [torch.cat([x.flatten() for x, _ in b]) for b in shards]
     assert len(parts[0]) == len(parts[1]) == 5
     assert sorted(torch.cat(parts).tolist()) == list(range(10))
     # padding to equal shards when the size is not divisible (as DistributedSampler does)
-    odd = D.ImageData(images[:9], torch.zeros(9, dtype=torch.long), 1)
-    shards = [D.Batches(odd, batch_size=5, seed=5, rank=r, world_size=2) for r in range(2)]
+    odd = ImageData(images[:9], torch.zeros(9, dtype=torch.long), 1)
+    shards = [Batches(odd, batch_size=5, seed=5, rank=r, world_size=2) for r in range(2)]
     parts = [torch.cat([x.flatten() for x, _ in b]) for b in shards]
     assert len(parts[0]) == len(parts[1]) == 5 and set(torch.cat(parts).tolist()) == set(range(9))
 
 
 def test_batches_errors():
     with pytest.raises(ValueError, match="empty"):
-        D.Batches(D.ImageData(torch.zeros(0, 1, 2, 2), torch.zeros(0, dtype=torch.long), 2))
-    data = D.ImageData(torch.zeros(3, 1, 2, 2), torch.zeros(3, dtype=torch.long), 2)
+        Batches(ImageData(torch.zeros(0, 1, 2, 2), torch.zeros(0, dtype=torch.long), 2))
+    data = ImageData(torch.zeros(3, 1, 2, 2), torch.zeros(3, dtype=torch.long), 2)
     with pytest.raises(ValueError, match="batch_size"):
-        D.Batches(data, batch_size=0)
+        Batches(data, batch_size=0)
     with pytest.raises(ValueError, match="augment"):
-        D.Batches(data, augment={"flip": True})
+        Batches(data, augment={"flip": True})
     with pytest.raises(ValueError, match="differ in length"):
-        D.ImageData(torch.zeros(3, 1, 2, 2), torch.zeros(2, dtype=torch.long), 2)
+        ImageData(torch.zeros(3, 1, 2, 2), torch.zeros(2, dtype=torch.long), 2)
 
 
 # ---- photos -----------------------------------------------------------------------------------------
@@ -140,21 +144,21 @@ def test_batches_errors():
 def test_photos_load_and_resize():
     import skimage.data
 
-    cat = D.load_photo("chelsea")
+    cat = load_photo("chelsea")
     raw = skimage.data.chelsea()
     assert cat.shape == (3, raw.shape[0], raw.shape[1])
     assert torch.allclose(cat[:, 10, 20] * 255, torch.tensor(raw[10, 20], dtype=torch.float32))
-    small = D.center_crop_resize(cat, 224)
+    small = center_crop_resize(cat, 224)
     assert small.shape == (3, 224, 224) and 0 <= small.min() and small.max() <= 1
     # no resize needed: the crop is exact
     side = min(raw.shape[:2])
-    crop = D.center_crop_resize(cat, side)
+    crop = center_crop_resize(cat, side)
     left = (raw.shape[1] - side) // 2
     assert torch.equal(crop, cat[:, :, left : left + side])
-    photos = D.load_photos(64)
-    assert set(photos) == set(D.PHOTO_NAMES) and all(p.shape == (3, 64, 64) for p in photos.values())
+    photos = load_photos(64)
+    assert set(photos) == set(PHOTO_NAMES) and all(p.shape == (3, 64, 64) for p in photos.values())
     with pytest.raises(ValueError, match="unknown photo"):
-        D.load_photo("moon")
+        load_photo("moon")
 
 
 # ---- synthetic tasks ----------------------------------------------------------------------------------
@@ -167,8 +171,8 @@ def _cells(image, p):
 
 
 def test_two_halves_counting_label_is_number_of_far_apart_pairs():
-    data = D.two_halves_counting(200, seed=1, noise=0.0)
-    again = D.two_halves_counting(200, seed=1, noise=0.0)
+    data = two_halves_counting(200, seed=1, noise=0.0)
+    again = two_halves_counting(200, seed=1, noise=0.0)
     assert torch.equal(data.images, again.images)  # seeded
     assert data.images.shape == (200, 1, 16, 16) and data.num_classes == 4
     for image, label in zip(data.images.numpy(), data.labels.tolist(), strict=False):
@@ -185,9 +189,9 @@ def test_two_halves_counting_label_is_number_of_far_apart_pairs():
 
 
 def test_two_patch_occlusion_label_needs_both_patches():
-    data = D.two_patch_occlusion(400, seed=2, noise=0.0, clutter=0)
+    data = two_patch_occlusion(400, seed=2, noise=0.0, clutter=0)
     assert data.images.shape == (400, 1, 16, 16) and set(data.labels.tolist()) == {0, 1}
-    vertical = torch.tensor(D._stripes(4, True))
+    vertical = torch.tensor([1.0, -1.0, 1.0, -1.0]).repeat(4, 1)  # columns alternate: vertical stripes
     for image, label in zip(data.images[:50], data.labels[:50], strict=False):
         cells = image[0].reshape(4, 4, 4, 4).permute(0, 2, 1, 3).reshape(16, 4, 4)
         marked = [c for c in cells if c.abs().sum() > 0]
@@ -199,7 +203,7 @@ def test_two_patch_occlusion_label_needs_both_patches():
 
 
 def test_diagonal_2x2_content_is_the_same_for_both_classes():
-    data = D.diagonal_2x2(300, seed=0, noise=0.0)
+    data = diagonal_2x2(300, seed=0, noise=0.0)
     assert data.images.shape == (300, 1, 8, 8)
     cells = data.images[:, 0].reshape(300, 2, 4, 2, 4).mean(dim=(2, 4)).reshape(300, 4)
     bright = cells > 0
@@ -215,9 +219,9 @@ def test_diagonal_2x2_content_is_the_same_for_both_classes():
 
 def test_synthetic_task_errors():
     with pytest.raises(ValueError, match="image_size"):
-        D.two_halves_counting(10, image_size=15)
+        two_halves_counting(10, image_size=15)
     with pytest.raises(ValueError, match="n must"):
-        D.diagonal_2x2(0)
+        diagonal_2x2(0)
 
 
 # ---- CIFAR-10 -----------------------------------------------------------------------------------------
@@ -225,9 +229,9 @@ def test_synthetic_task_errors():
 
 def test_cifar10_reads_the_real_on_disk_format(tmp_path):
     written = write_cifar10(tmp_path)
-    train, test = D.load_cifar10(str(tmp_path), normalize=False)
+    train, test = load_cifar10(str(tmp_path), normalize=False)
     assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (6, 3, 32, 32)
-    assert train.classes == list(D.CIFAR10_CLASSES)
+    assert train.classes == list(CIFAR10_CLASSES)
     first = written["data_batch_1"]
     # row layout: 1024 red, 1024 green, 1024 blue values, each row-major over 32 x 32
     pixel = (2, 5, 7)  # channel, row, column
@@ -235,15 +239,15 @@ def test_cifar10_reads_the_real_on_disk_format(tmp_path):
     assert train.images[0][pixel].item() == pytest.approx(expected)
     assert train.labels[:4].tolist() == first[b"labels"]
     assert test.labels.tolist() == written["test_batch"][b"labels"]
-    normed, _ = D.load_cifar10(str(tmp_path))
-    mean = torch.tensor(D.CIFAR10_MEAN).view(3, 1, 1)
-    std = torch.tensor(D.CIFAR10_STD).view(3, 1, 1)
+    normed, _ = load_cifar10(str(tmp_path))
+    mean = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(3, 1, 1)
     torch.testing.assert_close(normed.images, (train.images - mean) / std)
 
 
 def test_cifar10_missing_without_download_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="download=True"):
-        D.load_cifar10(str(tmp_path))
+        load_cifar10(str(tmp_path))
 
 
 def test_cifar10_failed_download_is_a_clear_error(tmp_path, monkeypatch):
@@ -256,7 +260,7 @@ def test_cifar10_failed_download_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cifar, "download_and_extract_archive", offline)
     with pytest.raises(RuntimeError, match="could not download CIFAR-10"):
-        D.load_cifar10(str(tmp_path), download=True)
+        load_cifar10(str(tmp_path), download=True)
 
 
 # ---- argument checks ------------------------------------------------------------------------------------
@@ -285,12 +289,12 @@ def test_image_data_refuses_bad_fields(kwargs, error, match):
     images, labels = _images_labels()
     fields = {"images": images, "labels": labels, "num_classes": 10, **kwargs}
     with pytest.raises(error, match=match):
-        D.ImageData(**fields)
+        ImageData(**fields)
 
 
 def test_image_data_converts_only_what_is_lossless():
     images, labels = _images_labels()
-    data = D.ImageData(images.double(), labels.int(), 10, ("a",) * 10)
+    data = ImageData(images.double(), labels.int(), 10, ("a",) * 10)
     assert data.images.dtype == torch.float32 and torch.equal(data.images, images)
     assert data.labels.dtype == torch.int64 and torch.equal(data.labels, labels)
     assert data.classes == ["a"] * 10
@@ -299,12 +303,12 @@ def test_image_data_converts_only_what_is_lossless():
 def test_devices_are_checked_with_our_argument_name():
     images, labels = _images_labels()
     with pytest.raises(ValueError, match="device must be a torch device.*'gpu'"):
-        D.ImageData(images, labels, 10).to("gpu")
+        ImageData(images, labels, 10).to("gpu")
     with pytest.raises(ValueError, match="device must be a torch device.*'gpu'"):
-        D.load_digits(device="gpu")
+        load_digits(device="gpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device='cuda'.*no cuda device"):
-            D.load_digits(device="cuda")
+            load_digits(device="cuda")
 
 
 @pytest.mark.parametrize(
@@ -319,13 +323,13 @@ def test_devices_are_checked_with_our_argument_name():
 )
 def test_digits_bad_split(kwargs, error, match):
     with pytest.raises(error, match=match):
-        D.load_digits(**kwargs)
+        load_digits(**kwargs)
 
 
 def test_digits_split_limits_are_sklearn_s():
     # the largest and smallest fractions the message allows do split (one image per class each side)
     for fraction in (10 / 1797, 1787 / 1797):
-        train, test = D.load_digits(test_fraction=fraction, normalize=False)
+        train, test = load_digits(test_fraction=fraction, normalize=False)
         assert set(train.labels.tolist()) == set(test.labels.tolist()) == set(range(10))
 
 
@@ -342,7 +346,7 @@ def _largest_remainder(sizes, n):
 
 
 def test_subset_n_gives_exactly_n_images_stratified():
-    train, _ = D.load_digits()
+    train, _ = load_digits()
     sizes = torch.bincount(train.labels, minlength=10).tolist()
     for n in [1, 5, 9, 10, 16, 96, 100, 199, 1000, len(train)]:
         small = train.subset(n=n, seed=1)
@@ -360,31 +364,31 @@ def test_subset_n_gives_exactly_n_images_stratified():
      ({"fraction": 0}, ValueError), ({"fraction": float("nan")}, ValueError), ({"fraction": "0.5"}, TypeError)],
 )  # fmt: skip
 def test_subset_bad_sizes(kwargs, error):
-    train, _ = D.load_digits()
+    train, _ = load_digits()
     (name,) = kwargs
     with pytest.raises(error, match=f"^{name} must"):
         train.subset(**kwargs)
 
 
 def test_augment_values_are_checked_when_the_batches_are_built():
-    data = D.ImageData(torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long), 1)
+    data = ImageData(torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long), 1)
     with pytest.raises(TypeError, match=r"augment\['rotate'\]"):
-        D.Batches(data, augment={"rotate": "10"})
+        Batches(data, augment={"rotate": "10"})
     with pytest.raises(ValueError, match=r"augment\['shift'\]"):
-        D.Batches(data, augment={"shift": -1})
+        Batches(data, augment={"shift": -1})
     with pytest.raises(TypeError, match="seed"):
-        D.Batches(data, seed="a")
+        Batches(data, seed="a")
     with pytest.raises(TypeError, match="rotate"):
-        D.augment_batch(data.images, torch.Generator(), rotate="10")
+        augment_batch(data.images, torch.Generator(), rotate="10")
 
 
 def test_center_crop_resize_refuses_channels_last_photos():
     with pytest.raises(ValueError, match=r"channels-last.*permute\(2, 0, 1\)"):
-        D.center_crop_resize(torch.rand(10, 12, 3), 4)
+        center_crop_resize(torch.rand(10, 12, 3), 4)
     with pytest.raises(ValueError, match=r"channels-last.*permute\(0, 3, 1, 2\)"):
-        D.center_crop_resize(torch.rand(2, 10, 12, 3), 4)
+        center_crop_resize(torch.rand(2, 10, 12, 3), 4)
     with pytest.raises(TypeError, match="torch.from_numpy"):
-        D.center_crop_resize(np.zeros((3, 10, 10)), 4)
+        center_crop_resize(np.zeros((3, 10, 10)), 4)
     # channels-first images whose width happens to be 3 or 4 still work
-    assert D.center_crop_resize(torch.rand(3, 10, 4), 4).shape == (3, 4, 4)
-    assert D.center_crop_resize(torch.rand(1, 6, 3), 2).shape == (1, 2, 2)
+    assert center_crop_resize(torch.rand(3, 10, 4), 4).shape == (3, 4, 4)
+    assert center_crop_resize(torch.rand(1, 6, 3), 2).shape == (1, 2, 2)

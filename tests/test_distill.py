@@ -1,4 +1,4 @@
-"""vitcourse.distill: the distilled ViT (timm parity) and DeiT's losses (float64 reference)."""
+"""vitcourse.models.deit and vitcourse.training.losses: the distilled ViT (timm parity) and DeiT's losses (float64 reference)."""
 
 import math
 
@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import vitcourse
-from vitcourse.distill import DistilledVisionTransformer, distillation_loss
+from vitcourse.models.deit import DistilledVisionTransformer
+from vitcourse.training.losses import distillation_loss
 
 # ---- an independent float64 reference of DeiT's DistillationLoss formulas -------------------------
 
@@ -205,7 +206,7 @@ def test_timm_parity_small_random_config():
 
 @pytest.mark.slow
 def test_run_distillation_experiment_small():
-    from vitcourse.distill import format_table, run_distillation_experiment
+    from vitcourse.experiments.distillation import format_table, run_distillation_experiment
 
     lines = []
     result = run_distillation_experiment(

@@ -20,9 +20,10 @@ SCRIPT = textwrap.dedent(
     import io, json, os, sys
     import torch
     import torch.distributed as dist
-    from vitcourse.data import ImageData, load_digits
-    from vitcourse.model import VisionTransformer
-    from vitcourse.train import fit
+    from vitcourse.data.digits import load_digits
+    from vitcourse.data.pipeline import ImageData
+    from vitcourse.models.vit import VisionTransformer
+    from vitcourse.training.loop import fit
 
     out = sys.argv[1]
     batch = int(sys.argv[2])
@@ -72,8 +73,8 @@ def test_torchrun_two_processes_match_one_process_with_twice_the_batch(tmp_path)
         assert torch.equal(rank0[key], rank1[key]), key  # the processes stay in lockstep
     # Adam's first steps are nearly sign(gradient), so parameters whose gradients are close to
     # zero may move differently under float rounding; compare what the models compute instead.
-    from vitcourse.data import load_digits
-    from vitcourse.model import VisionTransformer
+    from vitcourse.data.digits import load_digits
+    from vitcourse.models.vit import VisionTransformer
 
     def logits(state):
         model = VisionTransformer(img_size=8, patch_size=4, in_chans=1, num_classes=10,

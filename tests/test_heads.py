@@ -1,4 +1,4 @@
-"""Tests for vitcourse.heads, each against an independent computation."""
+"""Tests for chapter 2's pieces (segmentation head, mean IoU, masking, contrastive loss, causal attention), each against an independent computation."""
 
 import math
 
@@ -7,16 +7,12 @@ import pytest
 import torch
 from sklearn.metrics import jaccard_score
 
-from vitcourse.heads import (
-    CausalAttention,
-    SegmentationHead,
-    causal_block,
-    contrastive_loss,
-    gather_tokens,
-    mean_iou,
-    random_masking,
-)
-from vitcourse.model import Attention
+from vitcourse.analysis.metrics import mean_iou
+from vitcourse.models.attention import Attention
+from vitcourse.models.heads import SegmentationHead
+from vitcourse.models.masking import gather_tokens, random_masking
+from vitcourse.models.vit import CausalAttention, causal_block
+from vitcourse.training.losses import contrastive_loss
 
 
 def test_segmentation_head_places_each_token_on_its_patch():

@@ -1,4 +1,4 @@
-"""vitcourse.model against timm's VisionTransformer: numerics, key names, parameter counts,
+"""vitcourse.models.vit against timm's VisionTransformer: numerics, key names, parameter counts,
 options, and the errors a new user meets."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import torch
 
 import vitcourse
 from vitcourse import VisionTransformer, create_model, list_models
-from vitcourse.model import Attention, Block, PatchEmbed
+from vitcourse.models.attention import Attention
+from vitcourse.models.vit import Block, PatchEmbed
 
 timm = pytest.importorskip("timm")
 
@@ -388,7 +389,7 @@ def test_error_empty_image_but_empty_batch_works():
 
 
 def test_small_cnn_input_errors():
-    from vitcourse.convnet import SmallCNN
+    from vitcourse.models.convnet import SmallCNN
 
     model = SmallCNN(in_chans=1, num_classes=10, width=4).eval()
     with pytest.raises(TypeError, match="x must be a floating-point tensor, got dtype torch.int64"):

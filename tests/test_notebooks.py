@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from tests.conftest import ROOT
-from vitcourse.stamp import (
+from vitcourse.course.stamp import (
     BADGE_TAG,
     INSTALL_ENV,
     INSTALL_TAG,
@@ -69,7 +69,7 @@ def test_stamp_follows_the_repository_in_config(tmp_path):
 def test_install_cell_installs_only_when_missing():
     """Run the install cell with a fake pip: nothing runs when vitcourse is importable."""
     repo_url, branch = read_repository(ROOT)
-    from vitcourse.stamp import install_source
+    from vitcourse.course.stamp import install_source
 
     calls = []
     import subprocess

@@ -1,4 +1,4 @@
-"""vitcourse.posembed against timm, Hugging Face transformers, scipy and the sin-cos formula."""
+"""vitcourse.models.posembed against timm, Hugging Face transformers, scipy and the sin-cos formula."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vitcourse import VisionTransformer
-from vitcourse.posembed import resample_pos_embed, sincos_pos_embed_2d
+from vitcourse.models.posembed import resample_pos_embed, sincos_pos_embed_2d
 
 GRIDS = [
     ((4, 4), (7, 7)),  # square up
@@ -218,7 +218,7 @@ def _trained_model(**extra):
 def test_set_image_size_equals_dynamic_img_size(extra, size, caplog):
     trained = _trained_model(**extra)
     fixed, dynamic = copy.deepcopy(trained), copy.deepcopy(trained)
-    with caplog.at_level(logging.INFO, logger="vitcourse.model"):
+    with caplog.at_level(logging.INFO, logger="vitcourse.models.vit"):
         fixed.set_image_size(size)
     assert "(32, 32) -> " + str(size) in caplog.text  # logs old -> new
     dynamic.dynamic_img_size = True

@@ -1,4 +1,4 @@
-"""vitcourse.pretrained: timm, Hugging Face and original-JAX checkpoints load into our model and
+"""vitcourse.models.pretrained: timm, Hugging Face and original-JAX checkpoints load into our model and
 give the reference's outputs (random weights; nothing is downloaded)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from tests.stand_ins import TIMM_CHECKPOINT, hub_environment, write_hub_cache
 from vitcourse import VisionTransformer
-from vitcourse.pretrained import (
+from vitcourse.models.pretrained import (
     convert_hf_state_dict,
     convert_jax_npz,
     from_pretrained_timm,
@@ -58,7 +58,7 @@ def test_checkpoint_from_another_image_size(caplog):
     """Trained at 32 x 32 (4 x 4 grid), loaded at 48 x 48: equals timm run at 48 dynamically."""
     theirs = _timm_model(dynamic_img_size=True)
     ours = VisionTransformer(img_size=48, **CONFIG)
-    with caplog.at_level(logging.INFO, logger="vitcourse.pretrained"):
+    with caplog.at_level(logging.INFO, logger="vitcourse.models.pretrained"):
         load_timm_state_dict(ours, theirs.state_dict())
     assert "grid (4, 4) to (6, 6)" in caplog.text
     x = torch.randn(2, 3, 48, 48)
@@ -148,7 +148,7 @@ def test_hugging_face_model_features(caplog):
 
     theirs = _randomise(ViTModel(_hf_config()))
     ours = VisionTransformer(img_size=32, **{**CONFIG, "num_classes": 0})
-    with caplog.at_level(logging.INFO, logger="vitcourse.pretrained"):
+    with caplog.at_level(logging.INFO, logger="vitcourse.models.pretrained"):
         load_hf_state_dict(ours, theirs.state_dict())
     assert "pooler" in caplog.text
     x = torch.randn(2, 3, 32, 32)
@@ -302,7 +302,7 @@ HUB_CHECK = """
 import json, sys
 import timm, torch
 from safetensors.torch import load_file
-from vitcourse.pretrained import from_pretrained_timm
+from vitcourse.models.pretrained import from_pretrained_timm
 name, stored = sys.argv[1], load_file(sys.argv[2])
 ours = from_pretrained_timm(name, img_size=112).eval()       # resampled to a 7 x 7 grid on the way
 reference = timm.create_model(name, pretrained=True, img_size=112).eval()

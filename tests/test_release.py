@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vitcourse.release import STUB_LINE, MarkerError, make_exercise, release, strip_solutions
+from vitcourse.course.release import STUB_LINE, MarkerError, make_exercise, release, strip_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""vitcourse.train: fit / evaluate, the schedule, checkpoints and resume, teachers, errors."""
+"""vitcourse.training: fit / evaluate, the schedule, checkpoints and resume, teachers, errors."""
 
 import math
 
@@ -7,11 +7,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitcourse.convnet import SmallCNN
-from vitcourse.data import Batches, ImageData, load_digits
-from vitcourse.distill import DistilledVisionTransformer
-from vitcourse.model import VisionTransformer
-from vitcourse.train import default_device, evaluate, fit, warmup_cosine
+from vitcourse.data.digits import load_digits
+from vitcourse.data.pipeline import Batches, ImageData
+from vitcourse.models.convnet import SmallCNN
+from vitcourse.models.deit import DistilledVisionTransformer
+from vitcourse.models.vit import VisionTransformer
+from vitcourse.training.loop import evaluate, fit
+from vitcourse.training.optim import warmup_cosine
+from vitcourse.training.runtime import default_device
 
 
 def _tiny_vit(seed=0, **kw):
@@ -87,10 +90,10 @@ def test_progress_false_prints_nothing(digits, capsys):
 
 
 def test_weight_decay_skips_biases_norms_and_tokens():
-    from vitcourse.train import _parameter_groups
+    from vitcourse.training.optim import parameter_groups
 
     model = DistilledVisionTransformer(img_size=8, patch_size=4, in_chans=1, num_classes=3, embed_dim=8, depth=1, num_heads=2)
-    decay, no_decay = _parameter_groups(model, 0.05)
+    decay, no_decay = parameter_groups(model, 0.05)
     names = {id(p): n for n, p in model.named_parameters()}
     no_decay_names = {names[id(p)] for p in no_decay["params"]}
     assert {"pos_embed", "cls_token", "dist_token", "norm.weight", "head.bias"} <= no_decay_names
@@ -239,11 +242,12 @@ def test_batches_object_as_data(digits):
 def test_bench_train_prints_the_recipe_and_the_result_lines(monkeypatch, capsys):
     import argparse
 
-    from vitcourse import bench_train, train
+    from vitcourse.experiments import bench_train
+    from vitcourse.training import recipes
 
     short = lambda recipe: {**recipe, "fit": {**recipe["fit"], "epochs": 1}}  # noqa: E731
-    monkeypatch.setattr(train, "DIGITS_RECIPE", short(train.DIGITS_RECIPE))
-    monkeypatch.setattr(train, "CNN_RECIPE", short(train.CNN_RECIPE))
+    monkeypatch.setattr(recipes, "DIGITS_RECIPE", short(recipes.DIGITS_RECIPE))
+    monkeypatch.setattr(recipes, "CNN_RECIPE", short(recipes.CNN_RECIPE))
     assert bench_train.main(argparse.Namespace(device="cpu", seed=0)) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[1].startswith("recipe digits_cnn:") and lines[2].startswith("recipe digits_vit:")

@@ -21,7 +21,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vitcourse.stamp import read_repository, stamp_notebook  # noqa: E402
+from vitcourse.course.stamp import read_repository, stamp_notebook  # noqa: E402
 
 
 def _strip_execution_metadata(nb) -> None:

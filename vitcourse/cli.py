@@ -56,13 +56,13 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "release":
-        from .release import main as run
+        from .course.release import main as run
     elif args.command == "stamp":
-        from .stamp import main as run
+        from .course.stamp import main as run
     elif args.command == "bench" and args.bench == "model":
-        from .bench_model import main as run
+        from .experiments.bench_model import main as run
     elif args.command == "bench" and args.bench == "train":
-        from .bench_train import main as run
+        from .experiments.bench_train import main as run
     else:
         from .grading.command import main as run
     return run(args) or 0

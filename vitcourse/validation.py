@@ -1,73 +1,99 @@
-"""Argument checks shared by the package's public functions.
+"""Argument checks for the package's public functions: the one place that says what bad input gets.
 
-Each raises at the boundary with the argument's name and what was expected: ``TypeError`` for
-a value of the wrong type, ``ValueError`` for a wrong value, so that a user never meets a
-traceback from deep inside torch or numpy.
+One rule everywhere, so that a caller can predict the error:
+
+- ``TypeError`` when the value is not the *kind* of thing asked for: a string, ``None`` or a
+  bool where a number is asked, a non-tensor where a tensor is asked, something that is neither
+  a number nor a sequence where a size pair is asked;
+- ``ValueError`` when it is the right kind with a wrong value: a number that is not a positive
+  int (``0``, ``-1``, ``2.5``, ``nan``), a sequence of three sizes where a pair is asked, a class
+  index out of range.
+
+Each check names the argument and shows the value, and raises at the public boundary, so that a
+user never meets a traceback from deep inside torch or numpy. Each returns the checked value
+(as an ``int``, a ``float``, a pair...), so a caller writes ``n = check_positive_int(n, "n")``.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
+__all__ = [
+    "as_device",
+    "check_bool",
+    "check_class_labels",
+    "check_finite_positive",
+    "check_image_dtype",
+    "check_int",
+    "check_int_pair",
+    "check_non_negative_int",
+    "check_positive_int",
+    "check_real",
+    "check_tensor",
+]
 
-def check_int(value, name: str, expected: str = "an int", ok=None) -> int:
-    """``value`` as an int if it is one (not a bool) and ``ok(value)`` holds; else an error naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+
+def _is_number(value) -> bool:
+    """A real number that is not a bool (True is an int to Python, never a size to us)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+# ---- numbers ---------------------------------------------------------------------------------
+
+
+def check_int(value, name: str, expected: str = "an int", ok: Callable[[int], bool] | None = None) -> int:
+    """``value`` as an int if it is one and ``ok(value)`` holds; else an error naming ``name``."""
+    if not _is_number(value):
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
     if not isinstance(value, numbers.Integral) or (ok is not None and not ok(value)):
         raise ValueError(f"{name} must be {expected}, got {value!r}")
     return int(value)
 
 
-def check_real(value, name: str, expected: str = "a number", ok=None) -> float:
-    """``value`` as a float if it is a finite real number (not a bool) with ``ok(value)``; else an error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+def check_positive_int(value, name: str) -> int:
+    return check_int(value, name, "a positive int", lambda v: v > 0)
+
+
+def check_non_negative_int(value, name: str) -> int:
+    return check_int(value, name, "a non-negative int", lambda v: v >= 0)
+
+
+def check_real(value, name: str, expected: str = "a number", ok: Callable[[float], bool] | None = None) -> float:
+    """``value`` as a float if it is a finite real number with ``ok(value)``; else an error."""
+    if not _is_number(value):
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
     if not math.isfinite(value) or (ok is not None and not ok(value)):
         raise ValueError(f"{name} must be {expected}, got {value!r}")
     return float(value)
 
 
-def check_tensor(value, name: str) -> None:
-    if not isinstance(value, torch.Tensor):
-        hint = "; convert it with torch.from_numpy(...)" if isinstance(value, np.ndarray) else ""
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}{hint}")
+def check_finite_positive(value, name: str) -> float:
+    """A positive real number (NaN and infinity are not)."""
+    return check_real(value, name, "a finite positive number", lambda v: v > 0)
 
 
-def check_class_labels(labels, name: str, num_classes: int | None = None) -> None:
-    """``labels`` must be a ``(N,)`` integer tensor of class indices in ``[0, num_classes)``."""
-    check_tensor(labels, name)
-    if labels.dim() != 1:
-        raise ValueError(f"{name} must be a (N,) tensor of class indices, got shape {tuple(labels.shape)}")
-    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
-        # .long() would truncate 2.7 to 2 and train on wrong classes without a word.
-        raise TypeError(f"{name} must be integer class indices, got dtype {labels.dtype}")
-    if labels.numel() == 0:
-        return
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0:
-        raise ValueError(f"{name} must be class indices >= 0, got a negative label ({low})")
-    if num_classes is not None and high >= num_classes:
-        raise ValueError(f"{name} go up to {high}, out of range for num_classes={num_classes} (labels must be in [0, {num_classes}))")
+def check_int_pair(value, name: str) -> tuple[int, int]:
+    """A size or grid: a positive int ``s`` means ``(s, s)``; a pair of positive ints is kept.
 
-
-_BACKENDS = {"cuda": lambda: torch.cuda.is_available(), "mps": lambda: torch.backends.mps.is_available()}
-
-
-def as_device(device, name: str = "device", expected: str = "a torch device such as 'cpu' or 'cuda'") -> torch.device:
-    """``device`` as a ``torch.device`` that exists on this machine, or an error naming ``name``."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be {expected}, got {device!r}") from error
-    available = _BACKENDS.get(device.type)
-    if available is not None and not available():
-        raise ValueError(f"{name}={str(device)!r}, but this machine has no {device.type} device; use 'cpu'")
-    return device
+    Image sizes ``(H, W)``, patch sizes ``(ph, pw)`` and patch grids ``(rows, cols)`` all go
+    through here; a ``torch.Size`` is a pair like any other.
+    """
+    expected = "a positive int or a pair of positive ints"
+    if _is_number(value):
+        side = check_int(value, name, expected, lambda v: v > 0)
+        return side, side
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if not all(_is_number(v) for v in value):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    if len(value) != 2 or not all(isinstance(v, numbers.Integral) and v > 0 for v in value):
+        raise ValueError(f"{name} must be {expected}, got {tuple(value)!r}")
+    return int(value[0]), int(value[1])
 
 
 def check_bool(value, name: str) -> bool:
@@ -77,11 +103,34 @@ def check_bool(value, name: str) -> bool:
     return value
 
 
-def check_finite_positive(value, name: str):
-    """Validate a positive real number (NaN and infinity are not)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return value
+# ---- tensors ---------------------------------------------------------------------------------
+
+
+def check_tensor(value, name: str) -> None:
+    if not isinstance(value, torch.Tensor):
+        hint = "; convert it with torch.from_numpy(...)" if isinstance(value, np.ndarray) else ""
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}{hint}")
+
+
+def check_class_labels(labels, name: str, num_classes: int | None = None, values: bool = True) -> None:
+    """``labels`` must be a ``(N,)`` integer tensor of class indices in ``[0, num_classes)``.
+
+    ``values=False`` skips the range check, which reads the labels back from their device: inside
+    a training step on a GPU that would wait for the device at every step.
+    """
+    check_tensor(labels, name)
+    if labels.dim() != 1:
+        raise ValueError(f"{name} must be a (N,) tensor of class indices, got shape {tuple(labels.shape)}")
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        # .long() would truncate 2.7 to 2 and train on wrong classes without a word.
+        raise TypeError(f"{name} must be integer class indices, got dtype {labels.dtype}")
+    if not values or labels.numel() == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        raise ValueError(f"{name} must be class indices >= 0, got a negative label ({low})")
+    if num_classes is not None and high >= num_classes:
+        raise ValueError(f"{name} go up to {high}, out of range for num_classes={num_classes} (labels must be in [0, {num_classes}))")
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -107,3 +156,20 @@ def check_image_dtype(x: torch.Tensor, expected: torch.dtype) -> None:
         f"x has dtype {x.dtype} but the model's parameters are {expected}: convert the images "
         f"with {convert}, or the model with model.to({x.dtype})"
     )
+
+
+# ---- devices ---------------------------------------------------------------------------------
+
+_BACKENDS = {"cuda": lambda: torch.cuda.is_available(), "mps": lambda: torch.backends.mps.is_available()}
+
+
+def as_device(device, name: str = "device", expected: str = "a torch device such as 'cpu' or 'cuda'") -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine, or an error naming ``name``."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be {expected}, got {device!r}") from error
+    available = _BACKENDS.get(device.type)
+    if available is not None and not available():
+        raise ValueError(f"{name}={str(device)!r}, but this machine has no {device.type} device; use 'cpu'")
+    return device

@@ -1,6 +1,6 @@
 """Hidden tests for exercise 01 (patches): ``patchify`` and ``unpatchify``.
 
-Inputs are drawn from the grader's ``rng``; results are compared with ``vitcourse.patches`` and,
+Inputs are drawn from the grader's ``rng``; results are compared with ``vitcourse.models.patches`` and,
 for the patch order, with an independent stride-p convolution in float64.
 """
 
@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from vitcourse.grading.hidden import expect_raises, expect_tensor, points
-from vitcourse.patches import patchify as reference_patchify
+from vitcourse.models.patches import patchify as reference_patchify
 
 EXERCISE = "01_patches"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "patchify": "vitcourse.patches.patchify",
-    "unpatchify": "vitcourse.patches.unpatchify",
+    "patchify": "vitcourse.models.patches.patchify",
+    "unpatchify": "vitcourse.models.patches.unpatchify",
 }
 
 

@@ -1,16 +1,16 @@
-"""Hidden tests for exercise 02 (patch SNR): ``min_object_size`` against ``vitcourse.analysis``."""
+"""Hidden tests for exercise 02 (patch SNR): ``min_object_size`` against ``vitcourse.analysis.patch_snr``."""
 
 import math
 
 import torch
 
-from vitcourse.analysis import min_object_size as reference
+from vitcourse.analysis.patch_snr import min_object_size as reference
 from vitcourse.grading.hidden import GradingFailure, expect_number, points
 
 EXERCISE = "02_patch_snr"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "min_object_size": "vitcourse.analysis.min_object_size",
+    "min_object_size": "vitcourse.analysis.patch_snr.min_object_size",
 }
 
 

@@ -1,14 +1,14 @@
-"""Hidden tests for exercise 03 (attention): ``softmax_attention`` against ``vitcourse.attention``."""
+"""Hidden tests for exercise 03 (attention): ``softmax_attention`` against ``vitcourse.models.attention``."""
 
 import torch
 
-from vitcourse.attention import softmax_attention as reference
 from vitcourse.grading.hidden import GradingFailure, expect_raises, expect_tensor, points
+from vitcourse.models.attention import softmax_attention as reference
 
 EXERCISE = "03_attention"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "softmax_attention": "vitcourse.attention.softmax_attention",
+    "softmax_attention": "vitcourse.models.attention.softmax_attention",
 }
 
 

@@ -1,4 +1,4 @@
-"""Hidden tests for exercise 04 (multi-head self-attention) against ``vitcourse.model.Attention``.
+"""Hidden tests for exercise 04 (multi-head self-attention) against ``vitcourse.models.attention.Attention``.
 
 The student's module is built in the sandbox, loaded with the reference module's weights (same
 timm names) and run; only its output and its state-dict shapes come back.
@@ -7,12 +7,12 @@ timm names) and run; only its output and its state-dict shapes come back.
 import torch
 
 from vitcourse.grading.hidden import GradingFailure, expect_raises, expect_tensor, points
-from vitcourse.model import Attention
+from vitcourse.models.attention import Attention
 
 EXERCISE = "04_mhsa"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "MultiHeadSelfAttention": "vitcourse.model.Attention",
+    "MultiHeadSelfAttention": "vitcourse.models.attention.Attention",
 }
 NAME = "MultiHeadSelfAttention"
 

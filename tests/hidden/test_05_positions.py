@@ -1,15 +1,15 @@
-"""Hidden tests for exercise 05 (positions): ``sincos_pos_embed_2d`` against ``vitcourse.posembed``
+"""Hidden tests for exercise 05 (positions): ``sincos_pos_embed_2d`` against ``vitcourse.models.posembed``
 (MAE's convention: column in the first half, row in the second)."""
 
 import torch
 
 from vitcourse.grading.hidden import expect_raises, expect_tensor, points
-from vitcourse.posembed import sincos_pos_embed_2d as reference
+from vitcourse.models.posembed import sincos_pos_embed_2d as reference
 
 EXERCISE = "05_positions"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "sincos_pos_embed_2d": "vitcourse.posembed.sincos_pos_embed_2d",
+    "sincos_pos_embed_2d": "vitcourse.models.posembed.sincos_pos_embed_2d",
 }
 
 

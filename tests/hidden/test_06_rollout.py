@@ -1,14 +1,14 @@
-"""Hidden tests for exercise 06 (rollout): ``attention_rollout`` against ``vitcourse.analysis``."""
+"""Hidden tests for exercise 06 (rollout): ``attention_rollout`` against ``vitcourse.analysis.attention``."""
 
 import torch
 
-from vitcourse.analysis import attention_rollout as reference
+from vitcourse.analysis.attention import attention_rollout as reference
 from vitcourse.grading.hidden import expect_raises, expect_tensor, points
 
 EXERCISE = "06_rollout"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "attention_rollout": "vitcourse.analysis.attention_rollout",
+    "attention_rollout": "vitcourse.analysis.attention.attention_rollout",
 }
 
 

@@ -1,19 +1,19 @@
 """Hidden tests for exercise 07 (long range): ``same_object_mask`` and ``count_objects``.
 
-The contract is defined in the exercise; the references are ``vitcourse.checks.reference_*``,
+The contract is defined in the exercise; the references are ``vitcourse.course.checks.reference_*``,
 and the split-halves test builds its expected count by construction.
 """
 
 import torch
 
-from vitcourse.checks import reference_count_objects, reference_same_object_mask
+from vitcourse.course.checks import reference_count_objects, reference_same_object_mask
 from vitcourse.grading.hidden import expect_raises, expect_tensor, points
 
 EXERCISE = "07_long_range"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "same_object_mask": "vitcourse.checks.reference_same_object_mask",
-    "count_objects": "vitcourse.checks.reference_count_objects",
+    "same_object_mask": "vitcourse.course.checks.reference_same_object_mask",
+    "count_objects": "vitcourse.course.checks.reference_count_objects",
 }
 
 

@@ -2,14 +2,14 @@
 
 import torch
 
-from vitcourse.analysis import attention_crossover, mhsa_macs
+from vitcourse.analysis.cost import attention_crossover, mhsa_macs
 from vitcourse.grading.hidden import GradingFailure, expect_number, expect_raises, points
 
 EXERCISE = "08_cost"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "mhsa_macs": "vitcourse.analysis.mhsa_macs",
-    "attention_crossover": "vitcourse.analysis.attention_crossover",
+    "mhsa_macs": "vitcourse.analysis.cost.mhsa_macs",
+    "attention_crossover": "vitcourse.analysis.cost.attention_crossover",
 }
 
 

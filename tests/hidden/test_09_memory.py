@@ -2,14 +2,14 @@
 
 import torch
 
-from vitcourse.analysis import attention_map_bytes, checkpointed_qk_bytes
+from vitcourse.analysis.cost import attention_map_bytes, checkpointed_qk_bytes
 from vitcourse.grading.hidden import expect_number, expect_raises, points
 
 EXERCISE = "09_memory"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "attention_map_bytes": "vitcourse.analysis.attention_map_bytes",
-    "checkpointed_qk_bytes": "vitcourse.analysis.checkpointed_qk_bytes",
+    "attention_map_bytes": "vitcourse.analysis.cost.attention_map_bytes",
+    "checkpointed_qk_bytes": "vitcourse.analysis.cost.checkpointed_qk_bytes",
 }
 
 

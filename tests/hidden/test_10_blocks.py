@@ -1,13 +1,13 @@
-"""Hidden tests for exercise 10 (blocks): ``Block`` against ``vitcourse.model.Block``, Pre-LN and
+"""Hidden tests for exercise 10 (blocks): ``Block`` against ``vitcourse.models.vit.Block``, Pre-LN and
 Post-LN, loaded with the reference's weights (timm names)."""
 
 import torch
 
 from vitcourse.grading.hidden import GradingFailure, expect_tensor, points
-from vitcourse.model import Block as ReferenceBlock
+from vitcourse.models.vit import Block as ReferenceBlock
 
 EXERCISE = "10_blocks"
-REFERENCE_ANSWERS = {"Block": "vitcourse.model.Block"}  # the package's answers, refused to the submission
+REFERENCE_ANSWERS = {"Block": "vitcourse.models.vit.Block"}  # the package's answers, refused to the submission
 
 
 def _int(rng, low, high):

@@ -1,15 +1,15 @@
 """Hidden tests for exercise 11 (distillation): ``distillation_loss`` against
-``vitcourse.distill.distillation_loss`` (DeiT's formulas)."""
+``vitcourse.training.losses.distillation_loss`` (DeiT's formulas)."""
 
 import torch
 
-from vitcourse.distill import distillation_loss as reference
 from vitcourse.grading.hidden import expect_raises, expect_tensor, points
+from vitcourse.training.losses import distillation_loss as reference
 
 EXERCISE = "11_distillation"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "distillation_loss": "vitcourse.distill.distillation_loss",
+    "distillation_loss": "vitcourse.training.losses.distillation_loss",
 }
 
 

@@ -1,5 +1,5 @@
 """Hidden tests for exercise 12 (resolution): ``resample_pos_embed`` against
-``vitcourse.posembed.resample_pos_embed``.
+``vitcourse.models.posembed.resample_pos_embed``.
 
 The reference interpolates in float32; a solution computing in float64 inside must pass too, so
 the tolerance is float32's (rtol 1e-5, atol 1e-5 times the largest value) for every dtype.
@@ -8,12 +8,12 @@ the tolerance is float32's (rtol 1e-5, atol 1e-5 times the largest value) for ev
 import torch
 
 from vitcourse.grading.hidden import expect_raises, expect_tensor, points
-from vitcourse.posembed import resample_pos_embed as reference
+from vitcourse.models.posembed import resample_pos_embed as reference
 
 EXERCISE = "12_resolution"
 # the package's answers, refused to the submission while it is graded
 REFERENCE_ANSWERS = {
-    "resample_pos_embed": "vitcourse.posembed.resample_pos_embed",
+    "resample_pos_embed": "vitcourse.models.posembed.resample_pos_embed",
 }
 
 

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .model import LAYER_NORM_EPS, VisionTransformer
+from .vit import LAYER_NORM_EPS, VisionTransformer
 
 
 class NaiveAttention(nn.Module):

@@ -4,7 +4,7 @@ Three models of the same configuration carry the same weights:
 
 * ``ours``  -- :class:`vitcourse.VisionTransformer` (fused ``qkv``, ``scaled_dot_product_attention``);
 * ``timm``  -- timm's ``VisionTransformer`` (when timm is installed);
-* ``naive`` -- :class:`vitcourse.naive_vit.NaiveViT`, the textbook transcription: separate
+* ``naive`` -- :class:`vitcourse.models.naive.NaiveViT`, the textbook transcription: separate
   q/k/v Linears and an explicit softmax over the full ``(B, heads, N, N)`` score matrix.
 
 They are timed in interleaved rounds in one process (every round runs each model once), so
@@ -14,7 +14,7 @@ the CPU too, ``--no-amp`` turns it off), ``--compile`` adds
 ``torch.compile``d variants, and the achieved TFLOP/s (counted with
 ``torch.utils.flop_counter``) is printed next to a measured dense matmul rate.
 
-Next to them runs a floor (:func:`vitcourse.measure.linear_matmuls`): only the matrix products of the Linear
+Next to them runs a floor (:func:`vitcourse.experiments.timing.linear_matmuls`): only the matrix products of the Linear
 layers in a training step, at the same shapes. Every implementation of the config must do those
 products, so the naive model's time over the floor's bounds the speed-up any implementation can
 have over it on this machine; on a small config the two are close, whatever the attention does.
@@ -22,7 +22,7 @@ have over it on this machine; on a small config the two are close, whatever the 
 ``--checkpointing`` also measures what gradient checkpointing buys: the memory of the tensors
 kept for the backward pass (live after the forward pass) and the peak during a training step,
 with and without it, and the time it costs. On CUDA the numbers come from the caching
-allocator's statistics; elsewhere from :class:`vitcourse.measure.TensorMemoryTracker`, which follows every tensor
+allocator's statistics; elsewhere from :class:`vitcourse.analysis.memory.TensorMemoryTracker`, which follows every tensor
 storage created during the step from allocation until it is freed.
 
 On a CPU shared with other processes, ``--threads 1`` gives much steadier numbers: with
@@ -45,18 +45,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .measure import (
+from ..analysis.memory import measure_step_memory
+from ..models.naive import naive_twin
+from ..models.registry import create_model, model_config
+from ..models.vit import VisionTransformer
+from ..training.runtime import default_device
+from .timing import (
     count_flops,
     interleaved,
     linear_matmuls,
     matmul_tflops,
-    measure_checkpointing,
     median_ratio,
     seconds_per_step,
 )
-from .model import _REGISTRY, VisionTransformer, create_model
-from .naive_vit import naive_twin
-from .train import default_device
 
 # ---- the command -----------------------------------------------------------------------------
 
@@ -80,19 +81,13 @@ def _step_functions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast
     return {"fwd": forward, "fwd_bwd": forward_backward}
 
 
-def _config(name: str) -> dict:
-    if name not in _REGISTRY:
-        create_model(name)  # raises the clear "unknown model name" error
-    return dict(_REGISTRY[name][1])
-
-
 def _timm_twin(name: str, ours: VisionTransformer):
     """timm's VisionTransformer with our config and our weights, or None without timm."""
     try:
         from timm.models.vision_transformer import VisionTransformer as TimmViT
     except ImportError:
         return None
-    config = _config(name)
+    config = model_config(name)
     config.pop("grad_checkpointing", None)
     if not config.pop("norm_first", True):
         return None  # timm has no Post-LN ViT
@@ -224,7 +219,7 @@ def _report_checkpointing(model, x, y, device, autocast, repeats, min_time) -> N
     results = {}
     for enabled in (False, True):
         model.set_grad_checkpointing(enabled)
-        results[enabled] = measure_checkpointing(model, x, y, device, autocast)
+        results[enabled] = measure_step_memory(model, x, y, device, autocast)
     train_step = _step_functions(model, x, y, autocast)["fwd_bwd"]
 
     def with_checkpointing(enabled: bool) -> Callable[[], None]:

@@ -28,7 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .validation import check_finite_positive
+from ..validation import check_finite_positive
 
 _MODES = ("nearest", "bilinear", "bicubic", "area", "nearest-exact")
 _ANTIALIAS_MODES = ("bilinear", "bicubic")

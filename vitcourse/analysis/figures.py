@@ -1,23 +1,11 @@
-"""The figures the chapters draw, and a helper to show the package's own source on a page.
+"""The figures the chapters draw.
 
 Each function takes plain tensors or numbers (what the other modules return) and draws on a
-matplotlib figure; none computes anything the chapters rely on as a result.
+matplotlib figure; none computes anything the chapters rely on as a result. matplotlib is
+imported inside each function, so importing this module costs nothing.
 """
 
 from __future__ import annotations
-
-import inspect
-
-
-def show_source(obj) -> None:
-    """Display the source of a package function or class, so the book shows the code it runs."""
-    source = inspect.getsource(obj)
-    try:
-        from IPython.display import Markdown, display
-    except ImportError:  # plain Python: print it
-        print(source)
-        return
-    display(Markdown(f"```python\n{source}```"))
 
 
 def _image_figure(fig, axes, title: str = ""):

@@ -171,7 +171,7 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 
 def _check_patchify(c: _Checker, patchify) -> None:
-    from .patches import patchify as ref
+    from ..models.patches import patchify as ref
 
     g = _gen()
     for shape, p in (((2, 3, 8, 12), 4), ((1, 1, 6, 6), 2), ((2, 2, 4, 4), 4)):
@@ -188,7 +188,7 @@ def _check_patchify(c: _Checker, patchify) -> None:
 
 
 def _check_unpatchify(c: _Checker, unpatchify) -> None:
-    from .patches import patchify as ref_patchify
+    from ..models.patches import patchify as ref_patchify
 
     g = _gen(1)
     for shape, p in (((2, 3, 8, 12), 4), ((1, 1, 2, 2), 2)):
@@ -201,7 +201,7 @@ def _check_unpatchify(c: _Checker, unpatchify) -> None:
 
 
 def _check_min_object_size(c: _Checker, fn) -> None:
-    from .analysis import min_object_size as ref
+    from ..analysis.patch_snr import min_object_size as ref
 
     for args in ((16, 0.1, 0.5), (4, 0.2, 1.0, 2.0), (32, 1.0, 0.25)):
         done, got = c.run(f"min_object_size{args}", lambda args=args: fn(*args))
@@ -210,7 +210,7 @@ def _check_min_object_size(c: _Checker, fn) -> None:
 
 
 def _check_softmax_attention(c: _Checker, fn) -> None:
-    from .attention import softmax_attention as ref
+    from ..models.attention import softmax_attention as ref
 
     g = _gen(3)
     q, k, v = (torch.randn(2, 5, 8, generator=g) for _ in range(3))
@@ -233,7 +233,7 @@ def _check_softmax_attention(c: _Checker, fn) -> None:
 
 
 def _reference_attention(dim: int, heads: int, qkv_bias: bool, seed: int):
-    from .model import Attention
+    from ..models.attention import Attention
 
     torch.manual_seed(seed)
     module = Attention(dim, heads, qkv_bias=qkv_bias).eval()
@@ -294,7 +294,7 @@ def _check_mhsa(c: _Checker, cls) -> None:
 
 
 def _check_sincos(c: _Checker, fn) -> None:
-    from .posembed import sincos_pos_embed_2d as ref
+    from ..models.posembed import sincos_pos_embed_2d as ref
 
     for args, kwargs in (((8, (2, 3)), {}), ((16, (4, 4)), {}), ((4, (1, 1)), {}), ((8, (3, 2)), {"num_prefix_tokens": 1})):
         label = f"sincos_pos_embed_2d{args}{''.join(f' {k}={v}' for k, v in kwargs.items())}"
@@ -309,7 +309,7 @@ def _random_attentions(g, depth, batch, heads, n):
 
 
 def _check_rollout(c: _Checker, fn) -> None:
-    from .analysis import attention_rollout as ref
+    from ..analysis.attention import attention_rollout as ref
 
     g = _gen(6)
     attentions = _random_attentions(g, 3, 2, 2, 4)
@@ -349,7 +349,7 @@ def _check_count_objects(c: _Checker, fn) -> None:
 
 
 def _check_mhsa_macs(c: _Checker, fn) -> None:
-    from .analysis import mhsa_macs as ref
+    from ..analysis.cost import mhsa_macs as ref
 
     for args in ((197, 768), (16, 64), (1, 1)):
         done, got = c.run(f"mhsa_macs{args}", lambda args=args: fn(*args))
@@ -358,7 +358,7 @@ def _check_mhsa_macs(c: _Checker, fn) -> None:
 
 
 def _check_crossover(c: _Checker, fn) -> None:
-    from .analysis import attention_crossover as ref
+    from ..analysis.cost import attention_crossover as ref
 
     for dim in (64, 768, 1):
         done, got = c.run(f"attention_crossover({dim})", lambda dim=dim: fn(dim))
@@ -367,7 +367,7 @@ def _check_crossover(c: _Checker, fn) -> None:
 
 
 def _check_map_bytes(c: _Checker, fn) -> None:
-    from .analysis import attention_map_bytes as ref
+    from ..analysis.cost import attention_map_bytes as ref
 
     for args, kwargs in (((12, 12, 197), {}), ((4, 4, 65), {"bytes_per_element": 2})):
         done, got = c.run(f"attention_map_bytes{args} {kwargs}", lambda a=args, k=kwargs: fn(*a, **k))
@@ -376,7 +376,7 @@ def _check_map_bytes(c: _Checker, fn) -> None:
 
 
 def _check_qk_bytes(c: _Checker, fn) -> None:
-    from .analysis import checkpointed_qk_bytes as ref
+    from ..analysis.cost import checkpointed_qk_bytes as ref
 
     for args, kwargs in (((12, 12, 197, 64), {}), ((4, 4, 65, 16), {"bytes_per_element": 2})):
         done, got = c.run(f"checkpointed_qk_bytes{args} {kwargs}", lambda a=args, k=kwargs: fn(*a, **k))
@@ -385,7 +385,7 @@ def _check_qk_bytes(c: _Checker, fn) -> None:
 
 
 def _reference_block(dim, heads, mlp_ratio, norm_first, seed):
-    from .model import Block
+    from ..models.vit import Block
 
     torch.manual_seed(seed)
     block = Block(dim, heads, mlp_ratio=mlp_ratio, norm_first=norm_first).eval()
@@ -419,7 +419,7 @@ def _check_block(c: _Checker, cls) -> None:
 
 
 def _check_distillation_loss(c: _Checker, fn) -> None:
-    from .distill import distillation_loss as ref
+    from ..training.losses import distillation_loss as ref
 
     g = _gen(11)
     cls_logits, dist_logits, teacher = (torch.randn(4, 5, generator=g) for _ in range(3))
@@ -438,7 +438,7 @@ def _check_distillation_loss(c: _Checker, fn) -> None:
 
 
 def _check_resample(c: _Checker, fn) -> None:
-    from .posembed import resample_pos_embed as ref
+    from ..models.posembed import resample_pos_embed as ref
 
     g = _gen(12)
     cases = (

@@ -16,15 +16,15 @@ logits agree with timm's to float32 rounding (tests/test_model.py checks both).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..validation import check_bool, check_finite_positive, check_image_dtype
+from .attention import Attention
 from .posembed import check_resample_options, resample_pos_embed
-from .validation import check_bool, check_finite_positive, check_image_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -129,48 +129,7 @@ class PatchEmbed(nn.Module):
         return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
 
 
-# ---- 2. The two sublayers of a block -------------------------------------------------------
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention, ``(B, N, D)`` -> ``(B, N, D)``.
-
-    One fused ``qkv`` Linear computes queries, keys and values together; its ``3D`` output
-    features are ordered ``(q, k, v)``, each split into ``num_heads`` contiguous chunks of
-    ``head_dim`` (timm's and the original JAX layout). Each head computes
-    ``softmax(q k^T / sqrt(head_dim)) v``; ``proj`` mixes the concatenated heads.
-    """
-
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True):
-        super().__init__()
-        _positive_int(dim, "dim")
-        _positive_int(num_heads, "num_heads")
-        if dim % num_heads:
-            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.scale = self.head_dim**-0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=check_bool(qkv_bias, "qkv_bias"))
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
-        batch, tokens, dim = x.shape
-        # (B, N, 3D) -> (B, N, 3, heads, head_dim) -> (3, B, heads, N, head_dim): views, no copy.
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        if return_attention:
-            # The explicit path, only for looking at the weights; it stores the N x N matrix.
-            weights = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
-            out = weights @ v
-        else:
-            # The fused kernel computes the same thing (FlashAttention / memory-efficient
-            # kernels on GPU) without keeping the N x N weights.
-            weights = None
-            out = F.scaled_dot_product_attention(q, k, v)
-        # (B, heads, N, head_dim) -> (B, N, heads * head_dim): concatenate the heads.
-        out = self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
-        return (out, weights) if return_attention else out
+# ---- 2. The two sublayers of a block: Attention (attention.py) and the MLP -----------------
 
 
 class Mlp(nn.Module):
@@ -485,45 +444,36 @@ class VisionTransformer(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-# ---- 5. Named configurations -----------------------------------------------------------------
-
-_REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
+# ---- 5. Causal attention, for next-token prediction over patches (chapter 2.5) -------------
 
 
-def register_model(name: str, factory: Callable[..., nn.Module] = VisionTransformer, **config) -> None:
-    """Register a named configuration for :func:`create_model` (a later call replaces it)."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
-    if not callable(factory):
-        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
-    _REGISTRY[name] = (factory, config)
+class CausalAttention(Attention):
+    """:class:`Attention` with a causal mask: token i attends to tokens <= i.
 
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`, sorted."""
-    return sorted(_REGISTRY)
-
-
-def create_model(name: str, **overrides) -> nn.Module:
-    """Build a named configuration, e.g. ``create_model("vit_base_patch16_224", num_classes=10)``.
-
-    Keyword overrides replace the configuration's values (as in timm's ``create_model``).
+    Same parameters (``qkv``, ``proj``) as the bidirectional layer; only the mask differs, so
+    the output at position i cannot depend on any later input, which is what lets a model be
+    trained to predict token i + 1 from position i on every position at once.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model name {name!r}; choose one of: {', '.join(list_models())}")
-    factory, config = _REGISTRY[name]
-    return factory(**{**config, **overrides})
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
+        batch, tokens, dim = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if return_attention:
+            scores = q @ k.transpose(-2, -1) * self.scale
+            future = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).triu(1)
+            weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+            out = weights @ v
+        else:
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        out = self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+        return (out, weights) if return_attention else out
 
 
-# The ImageNet configurations of the ViT and DeiT papers, with timm's names (and timm's
-# parameter counts: 5,717,416 / 22,050,664 / 86,567,656 / 304,326,632 with 1000 classes).
-register_model("vit_tiny_patch16_224", patch_size=16, embed_dim=192, depth=12, num_heads=3)
-register_model("vit_small_patch16_224", patch_size=16, embed_dim=384, depth=12, num_heads=6)
-register_model("vit_base_patch16_224", patch_size=16, embed_dim=768, depth=12, num_heads=12)
-register_model("vit_large_patch16_224", patch_size=16, embed_dim=1024, depth=24, num_heads=16)
-
-# Course scale: 8 x 8 grey digits, 2 x 2 patches -> a 4 x 4 grid of 16 tokens (+ class token).
-DIGITS_CONFIG = dict(
-    img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0
-)
-register_model("vit_digits", **DIGITS_CONFIG)
+def causal_block(dim: int, num_heads: int, mlp_ratio: float = 4.0) -> Block:
+    """A Pre-LN :class:`Block` whose attention is :class:`CausalAttention`."""
+    block = Block(dim, num_heads, mlp_ratio)
+    block.attn = CausalAttention(dim, num_heads)
+    return block

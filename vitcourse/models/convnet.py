@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .model import register_model
-from .validation import check_image_dtype
+from ..validation import check_image_dtype
 
 __all__ = ["SmallCNN"]
 
@@ -62,5 +61,3 @@ class SmallCNN(nn.Module):
         self.check_input(x)
         return self.head(self.features(x))
 
-
-register_model("cnn_digits", SmallCNN, in_chans=1, num_classes=10, width=32)

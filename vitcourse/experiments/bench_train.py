@@ -1,6 +1,6 @@
 """``vitcourse bench train``: train the course-scale CNN and ViT on digits and report.
 
-Prints the recipe (model overrides and fit() settings from :mod:`vitcourse.train`), then trains
+Prints the recipe (model overrides and fit() settings from :mod:`vitcourse.training.recipes`), then trains
 and evaluates the CNN baseline and the ViT. The last two lines are::
 
     digits_cnn test_accuracy=<a> train_seconds=<t> cpu_seconds=<c>
@@ -20,9 +20,9 @@ import torch
 
 
 def _train(name: str, recipe: dict, device, seed: int, progress: bool) -> dict:
-    from .data import load_digits
-    from .model import create_model
-    from .train import evaluate, fit
+    from ..data.digits import load_digits
+    from ..models.registry import create_model
+    from ..training.loop import evaluate, fit
 
     train, test = load_digits(**recipe["data"], device=device)
     torch.manual_seed(seed)
@@ -36,7 +36,8 @@ def _train(name: str, recipe: dict, device, seed: int, progress: bool) -> dict:
 
 
 def main(args) -> int:
-    from .train import CNN_RECIPE, DIGITS_RECIPE, default_device
+    from ..training.recipes import CNN_RECIPE, DIGITS_RECIPE
+    from ..training.runtime import default_device
 
     device = torch.device(args.device) if getattr(args, "device", None) else default_device()
     seed = getattr(args, "seed", 0)

@@ -1,4 +1,11 @@
-"""Measurements of a ViT: attention rollout, compute and memory counts, signal-to-noise.
+"""What attention does to the tokens, measured: where information flows, and how depth spreads it.
+
+- :func:`attention_rollout` (Abnar & Zuidema, 2020): how much each output token draws on each
+  input token, through all layers; :func:`input_gradient_map`: the pixels one output depends on
+  (its receptive field), the same question asked of the input;
+- :func:`ring_attention`, :func:`token_spread`, :func:`residual_stream_rms`: signal propagation
+  through depth (chapter 1.6): a position-only head, how far the tokens are from all being
+  equal, and the size of the residual stream.
 
 Each function here is the reference the chapters plot and the exercises are graded against.
 """
@@ -6,11 +13,13 @@ Each function here is the reference the chapters plot and the exercises are grad
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from .validation import check_finite_positive
+from ..validation import check_finite_positive
+
+__all__ = ["attention_rollout", "input_gradient_map", "ring_attention", "token_spread", "residual_stream_rms"]
 
 
 def _positive_int(value, name: str) -> int:
@@ -65,125 +74,6 @@ def _check_rollout_args(attentions, residual_weight) -> None:
                             f"{layer.dtype}, attentions[0] is {first.dtype}")
         if (layer.shape[0], layer.shape[2]) != (first.shape[0], first.shape[2]):
             raise ValueError(f"attentions[{i}] has shape {tuple(layer.shape)}, attentions[0] has {tuple(first.shape)}")
-
-
-# ---- compute -------------------------------------------------------------------------------
-
-
-def mhsa_macs(seq_len: int, dim: int) -> int:
-    """Multiply-accumulates of one multi-head self-attention layer on L tokens of width D.
-
-    ``3 L D^2`` for the q, k, v projections, ``L^2 D`` for ``q k^T``, ``L^2 D`` for the
-    weighted sum of values, ``L D^2`` for the output projection: ``4 L D^2 + 2 L^2 D``
-    (independent of the number of heads; softmax and biases are not counted).
-    """
-    length, width = _positive_int(seq_len, "seq_len"), _positive_int(dim, "dim")
-    return 4 * length * width**2 + 2 * length**2 * width
-
-
-def attention_crossover(dim: int) -> int:
-    """The smallest sequence length L where the ``2 L^2 D`` term exceeds ``4 L D^2``: ``2D + 1``."""
-    return 2 * _positive_int(dim, "dim") + 1
-
-
-# ---- memory --------------------------------------------------------------------------------
-
-
-def attention_map_bytes(depth: int, heads: int, seq_len: int, bytes_per_element: int = 4) -> int:
-    """Bytes of the attention maps a backward pass keeps: ``T * H * L^2 * b``."""
-    return (
-        _positive_int(depth, "depth")
-        * _positive_int(heads, "heads")
-        * _positive_int(seq_len, "seq_len") ** 2
-        * _positive_int(bytes_per_element, "bytes_per_element")
-    )
-
-
-def checkpointed_qk_bytes(
-    depth: int, heads: int, seq_len: int, head_dim: int, bytes_per_element: int = 4
-) -> int:
-    """Bytes of q and k kept instead of the maps when attention is recomputed: ``T*H*2*L*d*b``."""
-    return (
-        _positive_int(depth, "depth")
-        * _positive_int(heads, "heads")
-        * 2
-        * _positive_int(seq_len, "seq_len")
-        * _positive_int(head_dim, "head_dim")
-        * _positive_int(bytes_per_element, "bytes_per_element")
-    )
-
-
-# ---- the patch-size signal-to-noise argument -----------------------------------------------
-
-
-def min_object_size(patch_size: int, noise_std: float, contrast: float, z: float = 3.0) -> float:
-    """Smallest object side s that a patch mean detects at z noise standard deviations.
-
-    A p x p patch mean has noise std ``sigma / p``; an s x s object of contrast c shifts it by
-    ``c s^2 / p^2``. Detection needs ``c s^2 / p^2 >= z sigma / p``, so
-    ``s = sqrt(z * sigma * p / c)``: the smallest visible object grows like ``sqrt(p)``.
-    """
-    p = _positive_number(patch_size, "patch_size")
-    sigma = _positive_number(noise_std, "noise_std")
-    c = _positive_number(contrast, "contrast")
-    z = _positive_number(z, "z")
-    return math.sqrt(z * sigma * p / c)
-
-
-# ---- measured memory: what autograd keeps for the backward pass ----------------------------
-
-
-def _tensors(value, name: str) -> list[torch.Tensor]:
-    """A tensor or an iterable of tensors, as a list."""
-    tensors = [value] if isinstance(value, torch.Tensor) else list(value) if isinstance(value, Iterable) else None
-    if tensors is None or not all(isinstance(tensor, torch.Tensor) for tensor in tensors):
-        raise TypeError(f"{name} must be a tensor or an iterable of tensors (such as model.parameters()), "
-                        f"got {type(value).__name__}")
-    return tensors
-
-
-class SavedTensorMeter:
-    """Count the bytes of the tensors autograd saves for backward while the block runs.
-
-    ``with SavedTensorMeter(exclude=model.parameters()) as meter: loss = model(x).sum()``
-    then ``meter.total_bytes``. Each tensor saved for backward is traced to its storage, and
-    each storage is counted once (``q``, ``k`` and ``v`` are views of one ``qkv`` output, and
-    one tensor is often saved by several operations); storages of ``exclude`` (the
-    parameters, which live in memory whether or not we train) are not counted. This is the
-    activation memory a training step holds between forward and backward; the temporaries
-    that live only inside one operation are not part of it.
-    """
-
-    def __init__(self, exclude=()):
-        self._excluded = {tensor.untyped_storage().data_ptr() for tensor in _tensors(exclude, "exclude")}
-        self._storages: dict[int, int] = {}
-        self._hooks = None
-
-    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        pointer = storage.data_ptr()
-        if pointer not in self._excluded:
-            self._storages[pointer] = storage.nbytes()
-        return tensor  # keep the tensor itself: measuring must not change what is saved
-
-    def __enter__(self) -> SavedTensorMeter:
-        self._storages.clear()
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor)
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._hooks.__exit__(*exc)
-        self._hooks = None
-
-    @property
-    def total_bytes(self) -> int:
-        """Bytes of the distinct storages saved for backward inside the ``with`` block."""
-        return sum(self._storages.values())
-
-    @property
-    def num_storages(self) -> int:
-        return len(self._storages)
 
 
 # ---- signal propagation through depth ------------------------------------------------------

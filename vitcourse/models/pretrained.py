@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from .posembed import check_resample_options, resample_pos_embed
+from .registry import create_model, list_models
 
 logger = logging.getLogger(__name__)
 
@@ -321,8 +322,6 @@ def from_pretrained_timm(name: str, **overrides) -> nn.Module:
     go to both (e.g. ``img_size=384`` resamples the position embeddings). Needs timm and a
     connection to the Hugging Face hub (works in Colab); raises ``RuntimeError`` otherwise.
     """
-    from .model import create_model, list_models
-
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
     arch = name.split(".")[0]

@@ -1,31 +1,24 @@
-"""Measuring a model's speed and memory: timing, matmul rate, FLOPs, live tensor memory.
+"""Timing a model: seconds per step, interleaved rounds, the matmul rate, FLOP counts.
 
-The pieces ``vitcourse bench model`` is made of. Times are seconds per step, measured in
-interleaved rounds so that drifts in machine load hit every step alike; ratios are medians
-over rounds of per-round ratios.
+The pieces ``vitcourse bench model`` is made of (its memory measurements are in
+:mod:`vitcourse.analysis.memory`). Times are seconds per step, measured in interleaved rounds
+so that drifts in machine load hit every step alike; ratios are medians over rounds of
+per-round ratios.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-import weakref
 from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from .model import VisionTransformer
+from ..training.runtime import synchronize
 
-
-def synchronize(device: str) -> None:
-    """Wait for the device's queued work (GPU kernels run asynchronously); no-op on the CPU."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    elif device.startswith("mps"):
-        torch.mps.synchronize()
+__all__ = ["seconds_per_step", "interleaved", "median_ratio", "matmul_tflops", "count_flops", "linear_matmuls"]
 
 
 def seconds_per_step(step: Callable[[], None], iterations: int, device: str) -> float:
@@ -114,74 +107,3 @@ def linear_matmuls(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> Cal
             grad.t() @ inputs
 
     return step
-
-
-class TensorMemoryTracker(TorchDispatchMode):
-    """Bytes of tensor storage created inside the ``with`` block and not yet freed.
-
-    Every operator's output storage is counted once when it first appears and subtracted when
-    Python frees it (a weakref finalizer), so ``live`` is the memory of the tensors created in
-    the block that are still alive, and ``peak`` its maximum. Tensors that existed before
-    (parameters, inputs) are not counted. Works on any device; library-internal scratch
-    buffers (e.g. oneDNN's) are invisible to it.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.live = self.peak = 0
-        self._seen: set[int] = set()
-
-    def _free(self, key: int, nbytes: int) -> None:
-        self._seen.discard(key)
-        self.live -= nbytes
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        # An output sharing an input's storage (a view, an in-place op) allocated nothing; this
-        # also keeps views of parameters and inputs, made before the block, out of the count.
-        inputs = {
-            id(t.untyped_storage())
-            for t in torch.utils._pytree.tree_leaves((args, kwargs))
-            if isinstance(t, torch.Tensor) and t.device.type != "meta"
-        }
-        for tensor in torch.utils._pytree.tree_leaves(out):
-            if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
-                storage = tensor.untyped_storage()
-                key = id(storage)
-                if key not in self._seen and key not in inputs:
-                    self._seen.add(key)
-                    self.live += storage.nbytes()
-                    self.peak = max(self.peak, self.live)
-                    weakref.finalize(storage, self._free, key, storage.nbytes())
-        return out
-
-
-def measure_checkpointing(model: VisionTransformer, x: torch.Tensor, y: torch.Tensor, device: str, autocast) -> dict[str, float]:
-    """Memory kept for backward and peak memory of one training step, in bytes, and which
-    method measured them."""
-    def loss_fn():
-        with autocast():
-            return F.cross_entropy(model(x).float(), y)
-
-    model.zero_grad(set_to_none=True)
-    if device.startswith("cuda"):
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        loss = loss_fn()
-        synchronize(device)
-        kept = torch.cuda.memory_allocated() - base
-        loss.backward()
-        synchronize(device)
-        peak = torch.cuda.max_memory_allocated() - base
-        method = "CUDA caching allocator statistics"
-    else:
-        with TensorMemoryTracker() as tracker:
-            loss = loss_fn()
-            kept = tracker.live
-            loss.backward()
-        peak = tracker.peak
-        method = "tensor storages tracked by a TorchDispatchMode (TensorMemoryTracker)"
-    model.zero_grad(set_to_none=True)
-    del loss
-    return {"kept": kept, "peak": peak, "method": method}
