@@ -64,7 +64,7 @@ def test_every_exercise_has_hidden_tests():
 def test_every_check_is_run_by_an_exercise():
     import re
 
-    from vitcourse.checks import CHECK_NAMES
+    from vitcourse.course.checks import CHECK_NAMES
 
     used = set()
     for exercise in EXERCISES:
@@ -477,7 +477,8 @@ WRONG = {
     "10_blocks/always_pre_ln": (
         """
         from torch import nn
-        from vitcourse.model import Attention, Mlp
+        from vitcourse.models.attention import Attention
+        from vitcourse.models.vit import Mlp
 
         class Block(nn.Module):
             def __init__(self, dim, num_heads, mlp_ratio=4.0, norm_first=True):

@@ -14,14 +14,14 @@ import pytest
 import torch
 
 import vitcourse
-import vitcourse.model
-import vitcourse.patches
+import vitcourse.models.patches
+import vitcourse.models.vit
 from vitcourse.grading.calls import handle
 from vitcourse.grading.guard import ReferenceUseError, reference_guards, validate_reference_answers
 from vitcourse.grading.runner import GraderError, load_hidden_suite
 
-PATCHIFY = {"patchify": "vitcourse.patches.patchify"}
-BLOCK = {"Block": "vitcourse.model.Block"}
+PATCHIFY = {"patchify": "vitcourse.models.patches.patchify"}
+BLOCK = {"Block": "vitcourse.models.vit.Block"}
 IMAGES = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
 
 
@@ -34,30 +34,30 @@ def _cells(source: str, namespace: dict) -> dict:
 def test_a_function_is_refused_to_foreign_code_with_a_message_that_says_what_to_do():
     with reference_guards(PATCHIFY):
         with pytest.raises(ReferenceUseError) as raised:
-            vitcourse.patches.patchify(IMAGES, 2)
+            vitcourse.models.patches.patchify(IMAGES, 2)
         with pytest.raises(ReferenceUseError):
             vitcourse.patchify(IMAGES, 2)  # the package-level re-export is guarded too
     message = str(raised.value)
-    assert "vitcourse.patches.patchify" in message and "write patchify yourself" in message
+    assert "vitcourse.models.patches.patchify" in message and "write patchify yourself" in message
 
 
 def test_everything_is_put_back_afterwards():
-    original, init = vitcourse.patches.patchify, vitcourse.model.Block.__dict__["__init__"]
+    original, init = vitcourse.models.patches.patchify, vitcourse.models.vit.Block.__dict__["__init__"]
     with reference_guards({**PATCHIFY, **BLOCK}):
         assert vitcourse.patchify is not original
-        assert vitcourse.model.Block.__dict__["__init__"] is not init
-    assert vitcourse.patchify is original and vitcourse.patches.patchify is original
-    assert vitcourse.model.Block.__dict__["__init__"] is init
-    vitcourse.model.Block(8, 2)  # works again
+        assert vitcourse.models.vit.Block.__dict__["__init__"] is not init
+    assert vitcourse.patchify is original and vitcourse.models.patches.patchify is original
+    assert vitcourse.models.vit.Block.__dict__["__init__"] is init
+    vitcourse.models.vit.Block(8, 2)  # works again
 
 
 def test_the_top_level_of_a_cell_may_show_the_reference_but_a_function_may_not_use_it():
     namespace: dict = {"__name__": "__main__", "images": IMAGES}
-    expected = vitcourse.patches.patchify(IMAGES, 2)
+    expected = vitcourse.models.patches.patchify(IMAGES, 2)
     with reference_guards(PATCHIFY, cells_namespace=namespace):
         _cells("""
             import vitcourse
-            from vitcourse.patches import patchify as reference
+            from vitcourse.models.patches import patchify as reference
             shown = reference(images, 2)
             also = [reference(images, p) for p in (1, 2)]
             def patchify(images, p):
@@ -78,16 +78,16 @@ def test_package_code_built_on_a_guarded_class_still_works_and_isinstance_holds(
     namespace: dict = {"__name__": "__main__"}
     with reference_guards(BLOCK, cells_namespace=namespace):
         model = vitcourse.create_model("vit_digits")  # builds Blocks from inside the package
-        assert isinstance(model.blocks[0], vitcourse.model.Block)
+        assert isinstance(model.blocks[0], vitcourse.models.vit.Block)
         _cells("""
-            import vitcourse.model
-            class Block(vitcourse.model.Block):
+            import vitcourse.models.vit
+            class Block(vitcourse.models.vit.Block):
                 pass
-            class Wrapping(vitcourse.model.Block):
+            class Wrapping(vitcourse.models.vit.Block):
                 def __init__(self, dim, heads):
                     super().__init__(dim, heads)
             def build():
-                return vitcourse.model.Block(8, 2)
+                return vitcourse.models.vit.Block(8, 2)
         """, namespace)
         for name in ("Block", "Wrapping"):
             with pytest.raises(ReferenceUseError):
@@ -100,10 +100,10 @@ def test_package_code_built_on_a_guarded_class_still_works_and_isinstance_holds(
 
 
 def test_borrowing_a_package_module_name_does_not_make_code_trusted():
-    costume = {"__name__": "vitcourse.patches"}  # not the real module's namespace
+    costume = {"__name__": "vitcourse.models.patches"}  # not the real module's namespace
     with reference_guards(PATCHIFY):
         _cells("def sneaky(images):\n    return patchify(images, 2)\n", costume)
-        costume["patchify"] = vitcourse.patches.patchify
+        costume["patchify"] = vitcourse.models.patches.patchify
         with pytest.raises(ReferenceUseError):
             costume["sneaky"](IMAGES)
 
@@ -111,24 +111,24 @@ def test_borrowing_a_package_module_name_does_not_make_code_trusted():
 def test_a_trusted_module_may_call_the_references():
     hidden = types.ModuleType("_hidden_tests_for_the_guard")
     _cells("""
-        import vitcourse.model
+        import vitcourse.models.vit
         def make():
-            return vitcourse.model.Block(8, 2)
+            return vitcourse.models.vit.Block(8, 2)
     """, hidden.__dict__)
     with reference_guards(BLOCK, trusted=(hidden,)):
-        assert isinstance(hidden.make(), vitcourse.model.Block)
+        assert isinstance(hidden.make(), vitcourse.models.vit.Block)
     with reference_guards(BLOCK):
         with pytest.raises(ReferenceUseError):
             hidden.make()
 
 
 @pytest.mark.parametrize(("answers", "says"), [
-    (["vitcourse.patches.patchify"], "must map"),
-    ({"not a name": "vitcourse.patches.patchify"}, "not a Python name"),
+    (["vitcourse.models.patches.patchify"], "must map"),
+    ({"not a name": "vitcourse.models.patches.patchify"}, "not a Python name"),
     ({"patchify": "torch.nn.functional.unfold"}, "is not a 'vitcourse.<module>.<name>' path"),
-    ({"patchify": "vitcourse.patches.no_such_function"}, "does not exist"),
+    ({"patchify": "vitcourse.models.patches.no_such_function"}, "does not exist"),
     ({"patchify": "vitcourse.no_such_module.patchify"}, "does not exist"),
-    ({"eps": "vitcourse.model.LAYER_NORM_EPS"}, "neither a function nor a class"),
+    ({"eps": "vitcourse.models.vit.LAYER_NORM_EPS"}, "neither a function nor a class"),
 ])
 def test_bad_reference_answers_are_named(answers, says):
     with pytest.raises(ValueError, match=says):
@@ -139,12 +139,12 @@ def test_the_grader_refuses_hidden_tests_with_bad_reference_answers(tmp_path):
     (tmp_path / "test_ex.py").write_text(textwrap.dedent("""
         from vitcourse.grading.hidden import points
         EXERCISE = "ex"
-        REFERENCE_ANSWERS = {"patchify": "vitcourse.patches.patchfy"}
+        REFERENCE_ANSWERS = {"patchify": "vitcourse.models.patches.patchfy"}
 
         @points(1)
         def test_one(student):
             pass
     """))
-    with pytest.raises(GraderError, match=r"test_ex\.py.*vitcourse\.patches\.patchfy.*does not exist"):
+    with pytest.raises(GraderError, match=r"test_ex\.py.*vitcourse\.models\.patches\.patchfy.*does not exist"):
         load_hidden_suite(tmp_path, "ex")
     sys.modules.pop("_vitcourse_hidden_ex", None)
