@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from vitcourse.stamp import colab_url, read_repository
+from vitcourse.course.stamp import colab_url, read_repository
 
 pytestmark = pytest.mark.book
 

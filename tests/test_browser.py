@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.test_book import source_formulas, toc_files
-from vitcourse.stamp import colab_url, read_repository
+from vitcourse.course.stamp import colab_url, read_repository
 
 pytestmark = [pytest.mark.browser, pytest.mark.book, pytest.mark.slow]
 

@@ -22,7 +22,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from tests.conftest import ROOT
-from vitcourse.stamp import INSTALL_ENV
+from vitcourse.course.stamp import INSTALL_ENV
 
 pytestmark = pytest.mark.slow
 
