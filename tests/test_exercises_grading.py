@@ -23,9 +23,11 @@ import nbformat
 import pytest
 
 from vitcourse.grading.direct import graded_notebook, in_process_student
-from vitcourse.grading.guard import reference_guards
-from vitcourse.grading.notebook import read_notebook, run_cells
-from vitcourse.grading.runner import load_hidden_suite, run_test
+from vitcourse.grading.notebooks import read_notebook
+from vitcourse.grading.trusted.scoring import run_test
+from vitcourse.grading.trusted.suites import load_hidden_suite
+from vitcourse.grading.untrusted.cells import run_cells
+from vitcourse.grading.untrusted.guard import reference_guards
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = ROOT / "tests" / "hidden"
@@ -625,7 +627,7 @@ def test_the_package_reference_scores_zero(exercise, style):
 def test_sandboxed_grader_scores_solution_and_stub(exercise, tmp_path):
     """`vitcourse grade` on the solution and the generated exercise, in the sandbox."""
     from vitcourse.grading.batch import grade
-    from vitcourse.grading.gradebook import Gradebook
+    from vitcourse.grading.trusted.gradebook import Gradebook
 
     submissions = tmp_path / "submissions"
     submissions.mkdir()

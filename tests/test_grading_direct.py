@@ -12,7 +12,7 @@ import torch
 
 from vitcourse.grading.direct import in_process_student, notebook_namespace
 from vitcourse.grading.hidden import GradingFailure
-from vitcourse.grading.runner import load_hidden_tests
+from vitcourse.grading.trusted.suites import load_hidden_tests
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grading_fixtures.notebooks import CORRECT, WRONG, WRONG_FAILS, write_notebook  # noqa: E402

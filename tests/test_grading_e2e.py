@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from vitcourse.grading.batch import grade
-from vitcourse.grading.sandbox import bwrap_works
+from vitcourse.grading.trusted.sandbox import bwrap_works
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grading_fixtures.gradescope_schema import validate as validate_gradescope  # noqa: E402
@@ -245,7 +245,7 @@ def test_gradescope_bundle_and_run(tmp_path):
     with zipfile.ZipFile(bundle) as z:
         names = set(z.namelist())
         assert {"setup.sh", "run_autograder", "hidden/test_00_fake.py",
-                "vitcourse-src/pyproject.toml", "vitcourse-src/vitcourse/grading/worker.py"} <= names
+                "vitcourse-src/pyproject.toml", "vitcourse-src/vitcourse/grading/untrusted/worker.py"} <= names
         for script in ("setup.sh", "run_autograder"):
             assert (z.getinfo(script).external_attr >> 16) & 0o111
         run = z.read("run_autograder").decode()

@@ -1,4 +1,4 @@
-"""The guard that refuses an exercise's reference answers to graded code (vitcourse.grading.guard).
+"""The guard that refuses an exercise's reference answers to graded code (vitcourse.grading.untrusted.guard).
 
 End to end (every exercise, alias and wrapper styles, and through the sandbox) it is tested in
 test_exercises_grading.py; here each rule is tried on its own.
@@ -16,9 +16,10 @@ import torch
 import vitcourse
 import vitcourse.models.patches
 import vitcourse.models.vit
-from vitcourse.grading.calls import handle
-from vitcourse.grading.guard import ReferenceUseError, reference_guards, validate_reference_answers
-from vitcourse.grading.runner import GraderError, load_hidden_suite
+from vitcourse.grading.references import ReferenceUseError, validate_reference_answers
+from vitcourse.grading.trusted.suites import GraderError, load_hidden_suite
+from vitcourse.grading.untrusted.calls import handle
+from vitcourse.grading.untrusted.guard import reference_guards
 
 PATCHIFY = {"patchify": "vitcourse.models.patches.patchify"}
 BLOCK = {"Block": "vitcourse.models.vit.Block"}

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from vitcourse.grading import modes
-from vitcourse.grading.errors import GraderCannotRun, Tampered
-from vitcourse.grading.gradebook import Gradebook, write_results_json
-from vitcourse.grading.integrity import Ledger
-from vitcourse.grading.leftovers import Leftovers
-from vitcourse.grading.runner import SubmissionResult, load_hidden_suite
-from vitcourse.grading.runner import TestResult as Outcome
+from vitcourse.grading.trusted import modes
+from vitcourse.grading.trusted.errors import GraderCannotRun, Tampered
+from vitcourse.grading.trusted.gradebook import Gradebook, write_results_json
+from vitcourse.grading.trusted.integrity import Ledger
+from vitcourse.grading.trusted.leftovers import Leftovers
+from vitcourse.grading.trusted.scoring import SubmissionResult
+from vitcourse.grading.trusted.scoring import TestResult as Outcome
+from vitcourse.grading.trusted.suites import load_hidden_suite
 
 HIDDEN = Path(__file__).parent / "grading_fixtures" / "hidden"
 
@@ -196,7 +197,7 @@ def test_a_daemon_started_during_the_batch_comes_back_to_the_grader_and_is_kille
 
 
 def test_auto_and_bwrap_refuse_where_bubblewrap_cannot_run(monkeypatch):
-    from vitcourse.grading import sandbox
+    from vitcourse.grading.trusted import sandbox
 
     monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bubblewrap is not installed (no `bwrap` on PATH)")
     for requested in ("auto", "bwrap"):
@@ -212,7 +213,7 @@ def test_auto_and_bwrap_refuse_where_bubblewrap_cannot_run(monkeypatch):
 
 
 def test_none_as_root_runs_student_code_as_nobody_or_refuses(monkeypatch):
-    from vitcourse.grading import sandbox
+    from vitcourse.grading.trusted import sandbox
 
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(sandbox, "unreadable_by_nobody", lambda: None)
@@ -236,7 +237,7 @@ def test_none_as_an_ordinary_user_warns_what_student_code_can_do(monkeypatch):
 
 
 def test_the_real_probe_names_its_reason():
-    from vitcourse.grading.sandbox import bwrap_problem
+    from vitcourse.grading.trusted.sandbox import bwrap_problem
 
     problem = bwrap_problem()
     assert problem is None or "bubblewrap" in problem or "bwrap" in problem

@@ -12,8 +12,7 @@ import threading
 import pytest
 import torch
 
-from vitcourse.grading import channel
-from vitcourse.grading.calls import handle
+from vitcourse.grading import values, wire
 from vitcourse.grading.hidden import (
     GradingFailure,
     StudentCrashed,
@@ -23,13 +22,10 @@ from vitcourse.grading.hidden import (
     expect_tensor,
     points,
 )
-from vitcourse.grading.notebook import (
-    InvalidNotebook,
-    parse_notebook,
-    python_source,
-    run_cells,
-)
-from vitcourse.grading.proxy import Student, interpret
+from vitcourse.grading.notebooks import InvalidNotebook, parse_notebook
+from vitcourse.grading.trusted.proxy import Student, interpret
+from vitcourse.grading.untrusted.calls import handle
+from vitcourse.grading.untrusted.cells import python_source, run_cells
 
 # -- notebooks -----------------------------------------------------------------------------------
 
@@ -69,7 +65,7 @@ def test_cells_keep_going_after_an_error_and_system_exit():
 
 
 def test_ipython_helpers_exist_and_do_nothing():
-    from vitcourse.grading.notebook import notebook_builtins
+    from vitcourse.grading.untrusted.cells import notebook_builtins
 
     ns = dict(notebook_builtins())
     cells = parse_notebook(_nb("get_ipython().run_line_magic('matplotlib', 'inline')\n"
@@ -114,39 +110,39 @@ class _LyingEq:
 
 def test_to_data_accepts_plain_values_and_copies_views():
     big = torch.arange(1000.0)
-    value = channel.to_data({"a": (1, 2.5, True, None, "s"), "t": big[:3], "size": big.shape})
+    value = values.to_data({"a": (1, 2.5, True, None, "s"), "t": big[:3], "size": big.shape})
     assert value["size"] == (1000,) and type(value["size"]) is tuple
-    data = channel.encode(value)
+    data = wire.encode(value)
     assert len(data) < 2000  # the view did not drag its 1000-element storage along
-    back = channel.check_data(channel.decode(data))
+    back = values.check_data(wire.decode(data))
     assert torch.equal(back["t"], torch.tensor([0.0, 1.0, 2.0])) and back["a"][4] == "s"
 
 
 @pytest.mark.parametrize("bad", [_LyingEq(), torch.ones(2).as_subclass(_Sub), [object()],
                                  {1.5: 1}, torch.ones(2).to_sparse(), (lambda: 0)])
 def test_to_data_rejects_everything_else(bad):
-    with pytest.raises(channel.DisallowedValue):
-        channel.to_data(bad)
+    with pytest.raises(values.DisallowedValue):
+        values.to_data(bad)
 
 
 def test_check_data_rejects_what_weights_only_load_can_still_build():
     from collections import OrderedDict
 
     for bad in (OrderedDict(a=1), torch.Size([2]), torch.float32, torch.ones(2).requires_grad_()):
-        with pytest.raises(channel.DisallowedValue):
-            channel.check_data(bad)
+        with pytest.raises(values.DisallowedValue):
+            values.check_data(bad)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_decode_refuses_pickled_objects():
     import pickle
 
-    with pytest.raises(channel.ChannelError):
-        channel.decode(pickle.dumps(_LyingEq()))
+    with pytest.raises(wire.ChannelError):
+        wire.decode(pickle.dumps(_LyingEq()))
     payload = io.BytesIO()
     torch.save(_LyingEq(), payload)
-    with pytest.raises(channel.ChannelError):
-        channel.decode(payload.getvalue())
+    with pytest.raises(wire.ChannelError):
+        wire.decode(payload.getvalue())
 
 
 def test_decode_refuses_a_tensor_larger_than_its_storage():
@@ -164,8 +160,8 @@ def test_decode_refuses_a_tensor_larger_than_its_storage():
     with zipfile.ZipFile(out, "w") as z:
         for name in original.namelist():
             z.writestr(original.getinfo(name), forged if name == pkl else original.read(name))
-    with pytest.raises(channel.ChannelError):  # never a view past the end of the storage
-        channel.decode(out.getvalue())
+    with pytest.raises(wire.ChannelError):  # never a view past the end of the storage
+        wire.decode(out.getvalue())
 
 
 def test_decode_refuses_compressed_archives_and_check_data_caps_shared_graphs():
@@ -178,26 +174,26 @@ def test_decode_refuses_compressed_archives_and_check_data_caps_shared_graphs():
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name in original.namelist():
             z.writestr(name, original.read(name))
-    with pytest.raises(channel.ChannelError, match="compressed"):
-        channel.decode(out.getvalue())
-    with pytest.raises(channel.ChannelError):
-        channel.decode(b"not a zip at all")
+    with pytest.raises(wire.ChannelError, match="compressed"):
+        wire.decode(out.getvalue())
+    with pytest.raises(wire.ChannelError):
+        wire.decode(b"not a zip at all")
     graph: list = [0]
     for _ in range(30):  # 2**30 leaves, 31 distinct lists
         graph = [graph, graph]
-    with pytest.raises(channel.DisallowedValue, match="parts"):
-        channel.check_data(graph)
+    with pytest.raises(values.DisallowedValue, match="parts"):
+        values.check_data(graph)
 
 
 def test_recv_checks_the_size_before_reading_and_times_out():
     a, b = socket.socketpair()
-    a.sendall(channel.HEADER.pack(10**12))
-    with pytest.raises(channel.ChannelError, match="exceeds the limit"):
-        channel.recv(b, max_bytes=1 << 20)
+    a.sendall(wire.HEADER.pack(10**12))
+    with pytest.raises(wire.ChannelError, match="exceeds the limit"):
+        wire.recv(b, max_bytes=1 << 20)
     import time
 
-    with pytest.raises(channel.ChannelTimeout):
-        channel.recv(b, max_bytes=1 << 20, deadline=time.monotonic() + 0.1)
+    with pytest.raises(wire.ChannelTimeout):
+        wire.recv(b, max_bytes=1 << 20, deadline=time.monotonic() + 0.1)
     a.close()
     b.close()
 
@@ -207,8 +203,8 @@ def test_send_gives_up_when_the_peer_stops_reading():
 
     a, b = socket.socketpair()
     start = time.monotonic()
-    with pytest.raises(channel.ChannelTimeout):
-        channel.send(a, {"x": torch.zeros(8_000_000)}, deadline=time.monotonic() + 0.3)
+    with pytest.raises(wire.ChannelTimeout):
+        wire.send(a, {"x": torch.zeros(8_000_000)}, deadline=time.monotonic() + 0.3)
     assert time.monotonic() - start < 5
     a.close()
     b.close()
@@ -217,9 +213,9 @@ def test_send_gives_up_when_the_peer_stops_reading():
 def test_send_recv_round_trip_over_a_socket():
     a, b = socket.socketpair()
     message = {"x": torch.randn(3, 4), "n": 3}
-    thread = threading.Thread(target=channel.send, args=(a, message))
+    thread = threading.Thread(target=wire.send, args=(a, message))
     thread.start()
-    got = channel.recv(b, max_bytes=1 << 20)
+    got = wire.recv(b, max_bytes=1 << 20)
     thread.join()
     assert torch.equal(got["x"], message["x"]) and got["n"] == 3
 
@@ -229,7 +225,7 @@ def test_send_recv_round_trip_over_a_socket():
 
 def _student(namespace) -> Student:
     def transport(request):
-        return channel.decode(channel.encode(handle(namespace, channel.decode(channel.encode(request)))))
+        return wire.decode(wire.encode(handle(namespace, wire.decode(wire.encode(request)))))
 
     return Student(transport)
 
@@ -323,8 +319,8 @@ def test_points_validates_and_keeps_the_function():
 
 
 def test_gradebook_csv_quotes_ids_and_replaces_rows(tmp_path):
-    from vitcourse.grading.gradebook import Gradebook, safe_dirname, write_results_json
-    from vitcourse.grading.runner import SubmissionResult, TestResult
+    from vitcourse.grading.trusted.gradebook import Gradebook, safe_dirname, write_results_json
+    from vitcourse.grading.trusted.scoring import SubmissionResult, TestResult
 
     book = Gradebook(tmp_path / "gb.sqlite")
     weird = 'o\'brien, "jr"\nline2'
@@ -369,7 +365,7 @@ def test_hiding_args_hide_folders_files_and_keep_the_python_installation(tmp_pat
     import sys
     from pathlib import Path
 
-    from vitcourse.grading.sandbox import hiding_args
+    from vitcourse.grading.trusted.sandbox import hiding_args
 
     repo = Path(__file__).resolve().parents[1]
     args, warnings = hiding_args([repo, repo / "tests", tmp_path, Path(sys.prefix),

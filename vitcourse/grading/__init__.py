@@ -1,16 +1,16 @@
 """The instructor's autograder: hidden tests run on the trusted side, student code in a sandbox.
 
-``vitcourse grade --exercise ID SUBMISSIONS... --out DIR`` (``command``) loads the exercise's
-hidden tests (``runner``; the API they use is ``hidden``) and grades each notebook:
+``vitcourse grade --exercise ID SUBMISSIONS... --out DIR`` (``command``) grades a batch
+(``batch``); ``vitcourse grade --gradescope-bundle ID`` builds Gradescope's autograder
+(``gradescope``). The trust boundary is the layout:
 
-- ``notebook`` turns a notebook into its code cells (IPython syntax made harmless);
-- ``sandbox`` starts one pre-imported worker template per job (``worker``, inside bubblewrap
-  where it works) which forks a fresh, rlimited child per submission;
-- the hidden tests reach the student's code only through ``proxy.Student`` over the data-only
-  ``channel``; ``calls`` is what the child does with each request;
-- ``gradebook`` stores every submission in one SQLite transaction and exports grades.csv and
-  Gradescope's results.json; ``gradescope`` builds the autograder zip;
-- ``direct`` runs a notebook in-process for ``pytest tests/hidden`` (no sandbox).
+- ``trusted/``: the grader's own process: hidden tests, scoring, the gradebook, tamper evidence,
+  the sandbox's control;
+- ``untrusted/``: the sandboxed worker, where student code runs: cells, calls, reference guards;
+- between them, and used by both: ``wire`` (framing), ``values`` (which values may cross),
+  ``notebooks`` (reading an .ipynb), ``references`` (the reference answers' names), ``prctl``;
+- ``hidden``: what hidden-test files import; ``direct``: run a notebook in-process for
+  ``pytest tests/hidden`` (no sandbox: the instructor's own solutions only).
 
-Nothing outside ``cli`` imports this package.
+Nothing outside ``vitcourse.cli`` imports this package.
 """

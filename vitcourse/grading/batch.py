@@ -31,13 +31,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import GraderCannotRun, Tampered
-from .gradebook import Gradebook, write_results_json
-from .integrity import Ledger
-from .leftovers import Leftovers
-from .modes import Sandbox, choose_sandbox
-from .runner import HiddenSuite, SubmissionResult, grade_submission, load_hidden_suite
-from .sandbox import Limits, WorkerConfig, Zygote, hiding_args
+from .trusted.errors import GraderCannotRun, Tampered
+from .trusted.gradebook import Gradebook, write_results_json
+from .trusted.integrity import Ledger
+from .trusted.leftovers import Leftovers
+from .trusted.modes import Sandbox, choose_sandbox
+from .trusted.sandbox import Limits, WorkerConfig, Zygote, hiding_args
+from .trusted.scoring import SubmissionResult, grade_submission
+from .trusted.suites import HiddenSuite, load_hidden_suite
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the vitcourse package: trusted code too
 

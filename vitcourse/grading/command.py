@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import modes
+from .trusted import modes
 
 DEFAULT_JOBS = 2
 EXIT_CANNOT_RUN = 2
@@ -81,7 +81,7 @@ def find_submissions(paths: list[str]) -> list[tuple[str, Path]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .errors import GraderCannotRun, Tampered
+    from .trusted.errors import GraderCannotRun, Tampered
 
     try:
         return _run(args)

@@ -15,11 +15,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import channel
-from .calls import handle
-from .guard import reference_guards
-from .notebook import notebook_builtins, read_notebook, run_cells
-from .proxy import Student
+from . import wire
+from .notebooks import read_notebook
+from .trusted.proxy import Student
+from .untrusted.calls import handle
+from .untrusted.cells import notebook_builtins, run_cells
+from .untrusted.guard import reference_guards
 
 
 def notebook_namespace(path: str | Path, module_name: str) -> dict:
@@ -58,7 +59,7 @@ def in_process_student(namespace: dict) -> Student:
     """A ``student`` whose requests run in this process against ``namespace``."""
 
     def transport(request: dict):
-        request = channel.decode(channel.encode(request))  # the student gets copies
-        return channel.decode(channel.encode(handle(namespace, request)))
+        request = wire.decode(wire.encode(request))  # the student gets copies
+        return wire.decode(wire.encode(handle(namespace, request)))
 
     return Student(transport)

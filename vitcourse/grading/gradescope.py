@@ -19,8 +19,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .gradebook import gradescope_results
-from .runner import EXERCISE_ID
+from .trusted.gradebook import gradescope_results
+from .trusted.suites import EXERCISE_ID
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -46,7 +46,7 @@ RUN_AUTOGRADER = """\
 set -uo pipefail
 python=/autograder/venv/bin/python
 mkdir -p /autograder/results
-if "$python" -m vitcourse.grading.sandbox; then
+if "$python" -m vitcourse.grading.trusted.sandbox; then
     sandbox=bwrap
 else
     # The container forbids the namespaces bubblewrap needs (Docker's default profile does). It

@@ -18,7 +18,7 @@ import os
 import signal
 import time
 
-from .prctl import (
+from ..prctl import (
     PR_GET_DUMPABLE,
     PR_SET_CHILD_SUBREAPER,
     PR_SET_DUMPABLE,

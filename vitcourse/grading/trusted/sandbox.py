@@ -1,6 +1,6 @@
 """The grader's handle on the untrusted side: start a sandboxed zygote, run one submission in it.
 
-``Zygote`` starts ``python -m vitcourse.grading.worker`` (inside bubblewrap when it works: no
+``Zygote`` starts ``python -m vitcourse.grading.untrusted.worker`` (inside bubblewrap when it works: no
 network, private /tmp, no capabilities, the repository's tests/ and solutions/, the hidden tests,
 the submissions and the output folder hidden behind empty read-only tmpfs mounts). ``Session``
 is one submission's fresh child: it sends the cells, then requests, each with a wall-clock
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import channel
-from .hidden import StudentCrashed
-from .worker import CONTROL_KILL, CONTROL_QUIT, CONTROL_RUN
+from .. import wire
+from ..wire import CONTROL_KILL, CONTROL_QUIT, CONTROL_RUN
+from .expectations import StudentCrashed
 
 
 @dataclass
@@ -280,7 +280,7 @@ class Zygote:
             raise RuntimeError("grading was stopped: no new worker starts")
         parent, child = socket.socketpair()
         sandboxed = self.config.sandbox == "bwrap"
-        command = [sys.executable, "-m", "vitcourse.grading.worker",
+        command = [sys.executable, "-m", "vitcourse.grading.untrusted.worker",
                    "--control-fd", str(child.fileno())] + (["--sandboxed"] if sandboxed else [])
         if sandboxed:
             hide_args, _ = hiding_args(self.config.hide)
@@ -300,8 +300,8 @@ class Zygote:
         child.close()
         self.control = parent
         try:
-            event = channel.recv(parent, 1 << 20, time.monotonic() + 180)
-        except channel.ChannelError as exc:
+            event = wire.recv(parent, 1 << 20, time.monotonic() + 180)
+        except wire.ChannelError as exc:
             log = self._read_log()
             self.stop()
             raise RuntimeError(f"the grading worker did not start ({exc}); its output:\n{log}") from None
@@ -388,11 +388,11 @@ class Session:
         out_read, out_write = os.pipe()
         try:
             socket.send_fds(zygote.control, [CONTROL_RUN], [theirs.fileno(), out_write])
-            channel.send(zygote.control, spec)
-            event = channel.recv(zygote.control, 1 << 20, time.monotonic() + 30)
+            wire.send(zygote.control, spec)
+            event = wire.recv(zygote.control, 1 << 20, time.monotonic() + 30)
             if type(event) is not dict or event.get("event") != "started":
-                raise channel.ChannelError("unexpected event")
-        except (OSError, channel.ChannelError) as exc:
+                raise wire.ChannelError("unexpected event")
+        except (OSError, wire.ChannelError) as exc:
             theirs.close()
             os.close(out_write)
             os.close(out_read)
@@ -453,12 +453,12 @@ class Session:
             raise StudentCrashed(self.dead)
         deadline = time.monotonic() + self.limits.timeout
         try:
-            channel.send(self.sock, message, deadline)
-            return channel.recv(self.sock, self.limits.max_reply_bytes, deadline)
-        except channel.ChannelTimeout:
+            wire.send(self.sock, message, deadline)
+            return wire.recv(self.sock, self.limits.max_reply_bytes, deadline)
+        except wire.ChannelTimeout:
             self._kill()
             self._fail(f"stopped after {self.limits.timeout:g} s while {doing} (the time limit)")
-        except (channel.ChannelError, OSError) as exc:
+        except (wire.ChannelError, OSError) as exc:
             self._kill()
             self._fail(self._why_gone(doing, exc))
 
@@ -498,8 +498,8 @@ class Session:
         if self.zygote.control is None:
             return None
         try:
-            event = channel.recv(self.zygote.control, 1 << 20, time.monotonic() + timeout)
-        except channel.ChannelError:
+            event = wire.recv(self.zygote.control, 1 << 20, time.monotonic() + timeout)
+        except wire.ChannelError:
             self.zygote.stop()  # it is stuck or gone: a fresh one starts for the next student
             return None
         if type(event) is dict and event.get("event") == "exited":
@@ -523,7 +523,7 @@ class Session:
 
 
 def main() -> int:
-    """``python -m vitcourse.grading.sandbox``: exit status 0 when bubblewrap can sandbox the
+    """``python -m vitcourse.grading.trusted.sandbox``: exit status 0 when bubblewrap can sandbox the
     worker here, 1 (saying why on stderr) when it cannot. Gradescope's run script asks this."""
     problem = bwrap_problem()
     if problem is not None:

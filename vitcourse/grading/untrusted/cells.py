@@ -1,8 +1,7 @@
-"""Turn a submitted notebook into the Python code it contains, and run that code.
+"""Run a notebook's code cells in one namespace (in the worker, with the student's code).
 
-Shared by the sandboxed worker and by the hidden tests' direct mode, so both see exactly the same
-code. Cells are taken as the student left them; notebook metadata and cell tags (``allow_errors``,
-``raises-exception``, ``nbval-*``, the kernelspec) have no effect. IPython syntax is made harmless:
+Shared by the sandboxed worker and by the hidden tests' direct mode, so both run exactly the same
+code. IPython syntax is made harmless:
 
 - a line magic (``%pip install x``), a shell line (``!ls``) or an assignment from one
   (``files = !ls``) becomes ``pass`` at the same indentation, so the block around it stays valid;
@@ -11,34 +10,18 @@ code. Cells are taken as the student left them; notebook metadata and cell tags 
 
 Cells run one after the other in one namespace; a cell that raises is recorded and the next cell
 still runs, like a student who pressed "Run all" and scrolled past an error.
-
-This module imports no torch so it stays cheap to load.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
+from ..notebooks import Cell
+
 PYTHON_CELL_MAGICS = {"time", "capture", "prun"}  # their body is plain Python
 
 _MAGIC_LINE = re.compile(r"^(\s*)(%|!|[\w.,\s\[\]()*]+=\s*[%!])")
-
-
-class InvalidNotebook(ValueError):
-    """The file is not a notebook we can read (not JSON, not nbformat, too large)."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One code cell: its position among the notebook's cells and its Python source."""
-
-    index: int
-    source: str
 
 
 @dataclass(frozen=True)
@@ -51,52 +34,6 @@ class CellError:
 
     def describe(self) -> str:
         return f"cell {self.index}: {self.type_name}: {self.message}"
-
-
-def _join_source(source: Any, where: str) -> str:
-    if isinstance(source, str):
-        return source
-    if isinstance(source, list) and all(isinstance(s, str) for s in source):
-        return "".join(source)
-    raise InvalidNotebook(f"{where}: source is neither a string nor a list of strings")
-
-
-def parse_notebook(data: bytes) -> list[Cell]:
-    """The code cells of a notebook given as raw bytes (nbformat 4, or 3's worksheets)."""
-    if len(data) > MAX_NOTEBOOK_BYTES:
-        raise InvalidNotebook(f"the notebook is {len(data)} bytes; the limit is {MAX_NOTEBOOK_BYTES}")
-    try:
-        nb = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidNotebook(f"not a notebook (invalid JSON: {exc})") from None
-    if not isinstance(nb, dict):
-        raise InvalidNotebook("not a notebook (the JSON is not an object)")
-    if "cells" in nb:
-        raw_cells, key = nb["cells"], "source"
-    elif isinstance(nb.get("worksheets"), list):  # nbformat 3
-        raw_cells = [c for ws in nb["worksheets"] if isinstance(ws, dict)
-                     for c in (ws.get("cells") or [])]
-        key = "input"
-    else:
-        raise InvalidNotebook("not a notebook (no 'cells' list)")
-    if not isinstance(raw_cells, list):
-        raise InvalidNotebook("not a notebook ('cells' is not a list)")
-    cells = []
-    for i, cell in enumerate(raw_cells):
-        if not isinstance(cell, dict):
-            raise InvalidNotebook(f"cell {i} is not an object")
-        if cell.get("cell_type") != "code":
-            continue
-        cells.append(Cell(i, _join_source(cell.get(key, ""), f"cell {i}")))
-    return cells
-
-
-def read_notebook(path: str | Path) -> list[Cell]:
-    """The code cells of the notebook at ``path``; raises InvalidNotebook or OSError."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        data = f.read(MAX_NOTEBOOK_BYTES + 1)
-    return parse_notebook(data)
 
 
 def python_source(source: str) -> str | None:

@@ -2,7 +2,7 @@
 
 Started by the grader (inside bubblewrap when available) as::
 
-    python -m vitcourse.grading.worker --control-fd N [--sandboxed]
+    python -m vitcourse.grading.untrusted.worker --control-fd N [--sandboxed]
 
 The zygote imports torch and friends once, then waits on its control socket. For each submission
 the grader passes two fresh file descriptors (SCM_RIGHTS): a socket for the data channel and the
@@ -11,7 +11,7 @@ write end of a pipe for the student's stdout/stderr. The zygote forks a child wh
 1. starts a new session, points fd 1 and 2 at the output pipe (so prints never touch the
    channel), applies rlimits (address space, CPU seconds, processes, file size, no core);
 2. receives the notebook's cells, runs them in a fresh ``__main__`` module, reports the cell
-   errors, then answers call requests (``calls.handle``) until the grader closes the channel.
+   errors, then answers call requests (``calls.handle``) until the grader closes the wire.
 
 When the child ends (or the grader asks for a kill), the zygote kills everything the student left
 running and wipes the writable scratch space before the next student, so no state crosses
@@ -31,11 +31,9 @@ import sys
 import time
 import types
 
-from .prctl import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, prctl
+from ..prctl import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, prctl
+from ..wire import CONTROL_KILL, CONTROL_QUIT, CONTROL_RUN
 
-CONTROL_RUN = b"R"
-CONTROL_KILL = b"K"
-CONTROL_QUIT = b"Q"
 SCRATCH = "/tmp/work"  # inside the sandbox: /tmp is a private tmpfs
 
 
@@ -51,7 +49,8 @@ def _preimport() -> None:
             __import__(name)
         except Exception:  # an optional library missing is not the zygote's problem
             pass
-    from . import calls, channel, guard, notebook  # noqa: F401 - the child needs them
+    from .. import notebooks, values, wire  # noqa: F401 - the child needs them
+    from . import calls, cells, guard  # noqa: F401
 
 
 def apply_limits(spec: dict) -> None:
@@ -140,13 +139,14 @@ def _child(channel_fd: int, output_fd: int, control_fd: int, spec: dict) -> None
 
 
 def _serve(sock: socket.socket, spec: dict) -> None:
-    from . import channel
+    from .. import wire
+    from ..notebooks import Cell
     from .calls import handle
+    from .cells import notebook_builtins, run_cells
     from .guard import ReferenceGuards
-    from .notebook import Cell, notebook_builtins, run_cells
 
     max_reply = int(spec["max_reply_bytes"])
-    request = channel.recv(sock, max_bytes=1 << 34)
+    request = wire.recv(sock, max_bytes=1 << 34)
     cells = [Cell(int(c["index"]), str(c["source"])) for c in request["cells"]]
     module = types.ModuleType("__main__")
     module.__dict__.update(notebook_builtins())
@@ -160,26 +160,26 @@ def _serve(sock: socket.socket, spec: dict) -> None:
         max_reply)
     while True:
         try:
-            request = channel.recv(sock, max_bytes=1 << 34)
-        except channel.ChannelError:
+            request = wire.recv(sock, max_bytes=1 << 34)
+        except wire.ChannelError:
             return  # the grader closed the channel: done
         _reply(sock, handle(namespace, request), max_reply)
 
 
 def _reply(sock: socket.socket, reply: dict, max_reply: int) -> None:
-    from . import channel
+    from .. import wire
 
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except BaseException:  # noqa: B036 - a student may have replaced or closed them
             pass
-    data = channel.encode(reply)
+    data = wire.encode(reply)
     if len(data) > max_reply:
-        data = channel.encode({"ok": False, "kind": "disallowed", "message":
+        data = wire.encode({"ok": False, "kind": "disallowed", "message":
                                f"your code returned {len(data)} bytes of data; the limit is "
                                f"{max_reply} bytes"})
-    sock.sendall(channel.HEADER.pack(len(data)) + data)
+    sock.sendall(wire.HEADER.pack(len(data)) + data)
 
 
 def _other_pids() -> list[int]:
@@ -268,13 +268,13 @@ def _describe_status(status: int) -> dict:
 
 
 def zygote(control_fd: int, sandboxed: bool) -> None:
-    from . import channel
+    from .. import wire
 
     control = socket.socket(fileno=control_fd)
     prctl(PR_SET_DUMPABLE, 0)  # students' processes cannot ptrace us or read our memory
     if not sandboxed:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
-    channel.send(control, {"event": "ready", "pid": os.getpid()})
+    wire.send(control, {"event": "ready", "pid": os.getpid()})
     while True:
         try:
             op, fds, _flags, _addr = socket.recv_fds(control, 1, 2)
@@ -286,7 +286,7 @@ def zygote(control_fd: int, sandboxed: bool) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        spec = channel.recv(control, max_bytes=1 << 20)
+        spec = wire.recv(control, max_bytes=1 << 20)
         spec["sandboxed"] = sandboxed
         if sandboxed:
             spec["scratch"] = SCRATCH
@@ -295,7 +295,7 @@ def zygote(control_fd: int, sandboxed: bool) -> None:
             _child(fds[0], fds[1], control_fd, spec)
         for fd in fds:
             os.close(fd)
-        channel.send(control, {"event": "started"})
+        wire.send(control, {"event": "started"})
         _wait(pid, control, sandboxed)
         # The child is a zombie now: its pid, and so its process-group id, cannot be reused yet,
         # so killing its group here can only hit what it left in that group. Then reap it.
@@ -307,7 +307,7 @@ def zygote(control_fd: int, sandboxed: bool) -> None:
         clean = _kill_everything(sandboxed)
         if sandboxed:
             clean = _wipe("/tmp") and _wipe("/dev/shm") and clean
-        channel.send(control, {"event": "exited", "clean": clean, **_describe_status(status)})
+        wire.send(control, {"event": "exited", "clean": clean, **_describe_status(status)})
 
 
 def _wait(pid: int, control: socket.socket, sandboxed: bool) -> None:
@@ -343,7 +343,7 @@ def _wait(pid: int, control: socket.socket, sandboxed: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vitcourse.grading.worker")
+    parser = argparse.ArgumentParser(prog="python -m vitcourse.grading.untrusted.worker")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--sandboxed", action="store_true")
     args = parser.parse_args(argv)

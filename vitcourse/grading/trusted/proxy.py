@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .channel import DisallowedValue, check_data, to_data
-from .hidden import StudentCrashed, StudentRaised
+from ..values import DisallowedValue, check_data, to_data
+from .expectations import StudentCrashed, StudentRaised
 
 
 def _outgoing(value: Any, what: str) -> Any:

@@ -1,63 +1,34 @@
-"""Trusted side: load an exercise's hidden tests and grade one submission with them.
+"""Grade one submission with an exercise's hidden tests (trusted side).
 
-Hidden tests are the module's functions named ``test_*`` carrying a ``points`` attribute, run in
-definition order with ``student`` and ``rng`` passed by parameter name. The module's
-``REFERENCE_ANSWERS`` (optional) names the package's own answers to the exercise, which the
-submission may not use while it is graded (see ``guard``). Each test is decided
-here: it passes by returning; ``GradingFailure`` (and its ``StudentRaised``/``StudentCrashed``)
-scores 0 with its message; any other exception is a bug in the hidden test, scored 0 with status
-"error" and a neutral message for the student (details stay in the instructor's gradebook).
+``grade_submission`` reads the notebook, runs its cells in a fresh sandboxed child
+(``SandboxStudent``, which starts another one after a crash inside a test, a bounded number of
+times) and runs every hidden test against it. Each test is decided here: it passes by returning;
+``GradingFailure`` (and its ``StudentRaised``/``StudentCrashed``) scores 0 with its message; any
+other exception is a bug in the hidden test, scored 0 with status "error" and a neutral message
+for the student (details stay in the instructor's gradebook). Nothing the student does makes it
+raise.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
-import re
-import sys
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
-from .errors import GraderCannotRun
-from .guard import ReferenceUseError, validate_reference_answers
-from .hidden import GradingFailure, StudentCrashed, StudentRaised
-from .notebook import InvalidNotebook, parse_notebook
+from ..notebooks import InvalidNotebook, parse_notebook
+from ..references import ReferenceUseError
+from .expectations import GradingFailure, StudentCrashed, StudentRaised
 from .proxy import Student
+from .suites import HiddenSuite, HiddenTest
 
-EXERCISE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # how a refused reference shows in a test's feedback (the worker reports the qualified type name)
 REFUSAL = f"{ReferenceUseError.__module__}.{ReferenceUseError.__qualname__}"
 
-
-class GraderError(GraderCannotRun):
-    """The hidden tests cannot be loaded (bad exercise id, missing or broken file...)."""
-
-
-@dataclass(frozen=True)
-class HiddenTest:
-    name: str
-    title: str
-    points: float
-    function: Callable
-
-
-@dataclass(frozen=True)
-class HiddenSuite:
-    """An exercise's graded tests and the package references a submission may not call."""
-
-    exercise: str
-    tests: list[HiddenTest]
-    reference_answers: dict[str, str]  # the name a student defines -> the package's answer
-    module: ModuleType
-    path: Path  # the file the tests were loaded from
-    sha256: str  # of the exact bytes that were run
 
 
 @dataclass
@@ -96,55 +67,6 @@ class SubmissionResult:
     def used_reference(self) -> bool:
         """Did a test fail because the code called the package's reference answer?"""
         return any(REFUSAL in t.feedback for t in self.tests)
-
-
-def load_hidden_tests(hidden_dir: Path, exercise: str) -> list[HiddenTest]:
-    """The graded tests of ``hidden_dir/test_<exercise>.py``."""
-    return load_hidden_suite(hidden_dir, exercise).tests
-
-
-def load_hidden_suite(hidden_dir: Path, exercise: str) -> HiddenSuite:
-    """Import ``hidden_dir/test_<exercise>.py`` (trusted code): its graded tests and the
-    reference answers it forbids.
-
-    The file is read once, hashed and compiled from those bytes (no bytecode cache is read or
-    written), so ``sha256`` names exactly what runs, and a planted ``.pyc`` never does."""
-    if not EXERCISE_ID.match(exercise):
-        raise GraderError(f"--exercise: {exercise!r} is not a valid exercise id (letters, digits, _)")
-    path = Path(hidden_dir) / f"test_{exercise}.py"
-    if not path.is_file():
-        raise GraderError(f"no hidden tests for exercise {exercise!r}: {path} does not exist")
-    module_name = f"_vitcourse_hidden_{re.sub(r'[^0-9A-Za-z_]', '_', exercise)}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        source = path.read_bytes()
-        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - trusted code
-    except Exception as exc:
-        raise GraderError(f"the hidden tests {path} cannot be imported: "
-                          f"{type(exc).__name__}: {exc}") from exc
-    declared = getattr(module, "EXERCISE", exercise)
-    if declared != exercise:
-        raise GraderError(f"{path} declares EXERCISE = {declared!r}, not {exercise!r}")
-    tests = []
-    for name, fn in vars(module).items():  # definition order
-        if not (name.startswith("test_") and callable(fn) and hasattr(fn, "points")):
-            continue
-        params = set(inspect.signature(fn).parameters)
-        if not params <= {"student", "rng"}:
-            raise GraderError(f"{path}: {name} takes {sorted(params)}; hidden tests may only "
-                              f"take 'student' and 'rng'")
-        doc = (inspect.getdoc(fn) or "").strip().splitlines()
-        tests.append(HiddenTest(name, doc[0] if doc else name, float(fn.points), fn))
-    if not tests:
-        raise GraderError(f"{path} has no graded tests (functions test_* decorated with @points)")
-    try:  # resolved here, in the trusted process, before any submission runs
-        answers = validate_reference_answers(getattr(module, "REFERENCE_ANSWERS", {}), str(path))
-    except ValueError as exc:
-        raise GraderError(str(exc)) from None
-    return HiddenSuite(exercise, tests, answers, module, path,
-                       hashlib.sha256(source).hexdigest())
 
 
 def test_seed(run_seed: int, test_name: str) -> int:

@@ -1,20 +1,16 @@
 """Keep a submission from handing in the package's own answer to the exercise.
 
 Each exercise asks for something the package already implements (``patchify`` is
-``vitcourse.patches.patchify``), and the hidden tests compare against those references. Without
-a guard, ``from vitcourse.patches import patchify`` would score full marks. An exercise's hidden
-tests therefore name its answers, by the name the student defines::
-
-    REFERENCE_ANSWERS = {"patchify": "vitcourse.patches.patchify",
-                         "unpatchify": "vitcourse.patches.unpatchify"}
-
-and while a submission is graded those references refuse to run for the student's code:
+``vitcourse.models.patches.patchify``), and the hidden tests compare against those references.
+Without a guard, importing the package's ``patchify`` would score full marks. An exercise's hidden
+tests therefore name its answers (``REFERENCE_ANSWERS``, see ``references``), and while a
+submission is graded those references refuse to run for the student's code:
 
 - a function is replaced, in every loaded ``vitcourse`` module that holds it, by a wrapper that
-  raises :class:`ReferenceUseError` for an untrusted caller; so ``from vitcourse.patches
+  raises :class:`ReferenceUseError` for an untrusted caller; so ``from vitcourse.models.patches
   import patchify`` hands the student the wrapper;
 - a class keeps its identity (``isinstance`` still works) but its ``__init__`` is wrapped the
-  same way, which catches ``Block(...)``, ``Block = vitcourse.model.Block`` and a subclass's
+  same way, which catches ``Block(...)``, ``Block = vitcourse.models.vit.Block`` and a subclass's
   ``super().__init__``.
 
 Trusted callers are the package itself (so ``check(...)`` and package code built on a reference,
@@ -32,48 +28,15 @@ person to judge.
 from __future__ import annotations
 
 import functools
-import importlib
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType, ModuleType
 
-PACKAGE = "vitcourse"
+from ..references import PACKAGE, ReferenceUseError, resolve_reference, validate_reference_answers
+
 UNTRUSTED_PART = "vitcourse.grading"  # it calls the student's code; its frames vouch for nothing
 COMPREHENSIONS = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>")  # own frames before 3.12
-
-
-class ReferenceUseError(RuntimeError):
-    """Graded code called the package's reference answer to the exercise."""
-
-
-def validate_reference_answers(answers: object, where: str) -> dict[str, str]:
-    """``REFERENCE_ANSWERS`` as a plain dict, each path resolved; ValueError naming ``where``."""
-    if not isinstance(answers, Mapping):
-        raise ValueError(f"{where}: REFERENCE_ANSWERS must map the names a student defines to "
-                         f"'vitcourse.<module>.<name>' paths, not {answers!r}")
-    for student_name, path in answers.items():
-        if not isinstance(student_name, str) or not student_name.isidentifier():
-            raise ValueError(f"{where}: REFERENCE_ANSWERS key {student_name!r} is not a Python name")
-        resolve_reference(path, where)
-    return dict(answers)
-
-
-def resolve_reference(path: object, where: str = "REFERENCE_ANSWERS") -> object:
-    """``"vitcourse.patches.patchify"`` -> the function or class; ValueError if it is not one."""
-    if not isinstance(path, str) or not path.startswith(PACKAGE + ".") or path.count(".") < 2:
-        raise ValueError(f"{where}: {path!r} is not a 'vitcourse.<module>.<name>' path")
-    module_name, _, attribute = path.rpartition(".")
-    try:
-        obj = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"{where}: {path!r} does not exist ({exc})") from None
-    if isinstance(obj, type):
-        if "__init__" not in obj.__dict__:
-            raise ValueError(f"{where}: the class {path!r} defines no __init__ to guard")
-    elif not callable(obj):
-        raise ValueError(f"{where}: {path!r} is neither a function nor a class")
-    return obj
 
 
 def _package_modules() -> list[ModuleType]:

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from .channel import DisallowedValue, to_data
-from .notebook import describe_exception
+from ..values import DisallowedValue, to_data
+from .cells import describe_exception
 
 
 def _raised(type_name: str, message: str, bases: tuple[str, ...] = ()) -> dict:

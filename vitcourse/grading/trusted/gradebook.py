@@ -36,7 +36,7 @@ from pathlib import Path
 from urllib.request import pathname2url
 
 from .errors import Tampered
-from .runner import SubmissionResult
+from .scoring import SubmissionResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
