@@ -85,6 +85,9 @@ def image(tmp_path_factory) -> GradescopeBox:
     (root / "autograder").chmod(0o755)
     _unzip(bundle, source)
     box = GradescopeBox(root, dependency_farm(work / "dependencies"))
+    started = box.run(["true"], cwd="/", timeout=60)
+    if started.returncode != 0:
+        pytest.skip(f"no Gradescope-like container can be made here: {started.stderr.strip()}")
     done = box.run(["bash", "./setup.sh"], cwd="/autograder/source", timeout=900)
     assert done.returncode == 0, f"setup.sh failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert "Successfully installed vitcourse" in done.stdout, done.stdout[-3000:]

@@ -7,8 +7,9 @@ its HOME inside), through ``setpriv``, without capabilities. The Python installa
 only root can enter (pyenv keeps it under /root); so the command runs in a mount namespace made by
 bubblewrap, as root, in which each folder on the way to what it needs (the interpreter, the
 virtual environment, the checkout) that other users may not enter is replaced by an empty folder
-they may enter, with the needed folders bound back at their own paths. Nothing else changes:
-everywhere else the user sees the host's files, owners and permissions.
+they may enter, with the needed folders bound back at their own paths (only where there is such a
+folder: otherwise setpriv alone). Nothing else changes: everywhere else the user sees the host's
+files, owners and permissions.
 """
 
 from __future__ import annotations
@@ -99,19 +100,31 @@ class OrdinaryUser:
         uid = _unused_uid()
         for path in (base, home):
             os.chown(path, uid, uid)
-        bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
-        if bwrap is None or setpriv is None:
-            raise RuntimeError("running as root, these tests need bubblewrap and setpriv (tools/"
-                               "install-system-deps.sh installs them) to run as an ordinary user")
-        prefix = [bwrap, "--dev-bind", "/", "/", *exposing_args(_needed()), "--die-with-parent",
-                  "--", setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                  "--inh-caps=-all", "--bounding-set=-all", "--"]
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            raise RuntimeError("running as root, these tests need setpriv (util-linux) to run as "
+                               "an ordinary user")
+        prefix = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                  "--bounding-set=-all", "--"]
+        exposing = exposing_args(_needed())
+        if exposing:  # the Python installation is out of other users' reach: make a way to it
+            bwrap = shutil.which("bwrap")
+            if bwrap is None:
+                raise RuntimeError(f"running as root, with Python where other users cannot reach "
+                                   f"it ({sys.base_prefix}), these tests need bubblewrap "
+                                   f"(tools/install-system-deps.sh installs it)")
+            prefix = [bwrap, "--dev-bind", "/", "/", *exposing, "--die-with-parent", "--", *prefix]
         return cls(uid, base, home, prefix)
 
     @property
     def is_separate(self) -> bool:
         """Whether this user is not the one running the tests (the tests run as root)."""
         return bool(self.prefix)
+
+    def bubblewrap_usable(self) -> bool:
+        """Whether the grader, run as this user, can use bubblewrap (its own probe says)."""
+        probe = self.run([sys.executable, "-m", "vitcourse.grading.trusted.sandbox"], timeout=120)
+        return probe.returncode == 0
 
     def env(self, **extra: str) -> dict[str, str]:
         return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.home), "LANG": "C.UTF-8",
