@@ -166,7 +166,7 @@ def test_without_a_sandbox_a_zeroed_gradebook_stops_the_grader(user):
     done, out, _ = _grade(user, "none", cells)
     assert done.returncode == 3, _report(done)
     said = done.stderr
-    assert "STOPPED" in said and "grades.csv was not written" in said, said
+    assert "STOPPED" in said and "this run wrote no grades.csv" in said, said
     for victim in ("alice", "bob"):
         assert f"the rows of '{victim}' (00_fake) were changed (was 7/7 graded, now 0/7 graded)" \
             in said, said

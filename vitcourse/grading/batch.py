@@ -77,7 +77,11 @@ def grade(exercise: str, submissions: list[tuple[str, Path]], out: Path, *, jobs
         ledger.check()
         grades = book.export_csv(out / "grades.csv")
         ledger.wrote(grades.path, grades.data)
-        ledger.check()  # grades.csv holds what was written: nothing is left to change it
+        try:
+            ledger.check()  # no process of a submission is left: this is the last word
+        except Tampered:
+            grades.path.unlink(missing_ok=True)  # never leave a changed grades.csv to upload
+            raise
     finally:
         book.close()
     elapsed = time.monotonic() - started

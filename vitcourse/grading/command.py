@@ -144,7 +144,7 @@ def hidden_dir(args: argparse.Namespace) -> Path:
 def stopped_message(exc, out: str | None) -> str:
     """What the instructor reads when the grader stopped because something changed behind its back."""
     lines = ["vitcourse grade: STOPPED: files the grader trusts were changed behind its back, and "
-             "not by the grader; grades.csv was not written."]
+             "not by the grader; this run wrote no grades.csv."]
     lines += [f"  - {change}" for change in exc.changes]
     if exc.suspects:
         lines.append(f"  Submissions whose code ran since the last check that found nothing: "
