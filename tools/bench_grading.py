@@ -1,7 +1,7 @@
 """Benchmark the autograder: N submissions of one exercise, sandbox on, next to a fresh torch import.
 
-    python scripts/bench_grading.py                       # 100 submissions of 01_patches, --jobs 2
-    python scripts/bench_grading.py --exercise 10_blocks --notebook solutions/10_blocks.ipynb
+    python tools/bench_grading.py                         # 100 submissions of 01_patches, --jobs 2
+    python tools/bench_grading.py --exercise 10_blocks --notebook solutions/10_blocks.ipynb
 
 It writes N notebooks (three in four the exercise's solution, the rest its unsolved exercise
 notebook, so both the passing and the failing paths are timed; or N copies of ``--notebook``)
