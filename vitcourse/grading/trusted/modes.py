@@ -42,7 +42,7 @@ in every mode:
   The grader stops (exit status 3) and exports nothing more if its gradebook, its exports or
   the hidden tests (and, with none, the vitcourse package) change behind its back; the message
   names each change.
-  No process a submission starts outlives the batch.
+  No process a submission starts outlives the batch (on Linux).
 """
 
 WHAT_TO_DO = """\
