@@ -87,7 +87,7 @@ def test_linear_floor_does_exactly_the_linear_layers_matrix_products():
 
     torch.manual_seed(0)
     model = create_model("vit_digits")
-    batch, tokens, dim, hidden, depth, classes = 3, 1 + (8 // 2) ** 2, 64, 128, 4, 10
+    batch, tokens, dim, hidden, depth, classes = 3, 1 + (8 // 4) ** 2, 64, 128, 4, 10  # 4 x 4 patches
     x, y = torch.randn(batch, 1, 8, 8), torch.randint(0, classes, (batch,))
     # closed form: per Linear (rows x in -> out), a forward and two backward products of 2*rows*in*out
     rows = batch * tokens

@@ -110,7 +110,7 @@ def test_wrong_module_parameters_are_listed(capsys):
 
     assert check("MultiHeadSelfAttention", Renamed) is False
     out = capsys.readouterr().out
-    assert "missing ['qkv.bias', 'qkv.weight']" in out and "unexpected" in out
+    assert "missing keys (2): qkv.bias, qkv.weight" in out and "unexpected keys" in out
 
 
 def test_unknown_name_lists_valid_names():

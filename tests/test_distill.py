@@ -230,13 +230,13 @@ def test_run_distillation_experiment_small():
 @pytest.mark.parametrize(("change", "error", "says"), [
     (lambda a: {**a, "labels": a["labels"].float()}, TypeError, "labels must be integer class indices"),
     (lambda a: {**a, "labels": a["labels"].bool()}, TypeError, "labels must be integer class indices"),
-    (lambda a: {**a, "labels": torch.tensor([0, 5, 1])}, ValueError, r"labels must lie in \[0, 5\)"),
-    (lambda a: {**a, "labels": torch.tensor([0, -1, 1])}, ValueError, r"labels must lie in \[0, 5\)"),
+    (lambda a: {**a, "labels": torch.tensor([0, 5, 1])}, ValueError, r"labels go up to 5, out of range for num_classes=5"),
+    (lambda a: {**a, "labels": torch.tensor([0, -1, 1])}, ValueError, r"labels must be class indices >= 0"),
     (lambda a: {**a, "cls_logits": a["cls_logits"].long()}, ValueError, "cls_logits must be floating-point"),
     (lambda a: {**a, "teacher_logits": a["teacher_logits"][:, :4]}, ValueError, "teacher_logits must be"),
     (lambda a: {**a, "label_smoothing": -0.1}, ValueError, "label_smoothing"),
     (lambda a: {**a, "label_smoothing": 1.5}, ValueError, "label_smoothing"),
-    (lambda a: {**a, "label_smoothing": "0.1"}, ValueError, "label_smoothing"),
+    (lambda a: {**a, "label_smoothing": "0.1"}, TypeError, "label_smoothing"),
 ])
 def test_distillation_loss_names_the_bad_argument(change, error, says):
     generator = torch.Generator().manual_seed(0)

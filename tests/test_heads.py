@@ -11,7 +11,7 @@ from vitcourse.analysis.metrics import mean_iou
 from vitcourse.models.attention import Attention
 from vitcourse.models.heads import SegmentationHead
 from vitcourse.models.masking import gather_tokens, random_masking
-from vitcourse.models.vit import CausalAttention, causal_block
+from vitcourse.models.vit import Block
 from vitcourse.training.losses import contrastive_loss
 
 
@@ -58,7 +58,7 @@ def test_mean_iou_skips_absent_classes_and_checks_input():
     miou, iou = mean_iou(pred, target, 3)
     assert math.isnan(iou[2].item())
     assert miou == pytest.approx((1 / 2 + 2 / 3) / 2)
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ValueError, match="out of range for num_classes=3"):
         mean_iou(torch.tensor([3]), torch.tensor([0]), 3)
     with pytest.raises(TypeError, match="integer"):
         mean_iou(torch.tensor([0.0]), torch.tensor([0.0]), 3)
@@ -126,7 +126,7 @@ def _reference_causal_attention(layer: Attention, x: torch.Tensor) -> torch.Tens
 
 def test_causal_attention_matches_reference_on_both_paths():
     torch.manual_seed(0)
-    layer = CausalAttention(16, 4)
+    layer = Attention(16, 4, is_causal=True)
     x = torch.randn(2, 7, 16)
     reference = _reference_causal_attention(layer, x)
     torch.testing.assert_close(layer(x).double(), reference, atol=1e-5, rtol=1e-4)
@@ -139,7 +139,7 @@ def test_causal_attention_matches_reference_on_both_paths():
 
 def test_causal_block_ignores_the_future_and_last_token_sees_all():
     torch.manual_seed(0)
-    block = causal_block(16, 4).eval()
+    block = Block(16, 4, is_causal=True).eval()
     x = torch.randn(1, 6, 16)
     changed = x.clone()
     changed[:, 4:] += torch.randn(1, 2, 16)

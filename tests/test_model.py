@@ -146,6 +146,55 @@ def test_register_model():
     assert create_model("_test_tiny").embed_dim == 32
 
 
+def test_every_named_configuration_is_registered_by_the_registry_alone():
+    import subprocess
+    import sys
+
+    # A fresh interpreter: importing the model modules registers nothing; the registry has all.
+    code = ("import vitcourse.models.vit, vitcourse.models.deit, vitcourse.models.convnet, sys; "
+            "assert 'vitcourse.models.registry' not in sys.modules; "
+            "from vitcourse.models.registry import list_models; print(' '.join(list_models()))")
+    names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert names == sorted([
+        "cnn_digits", "deit_base_distilled_patch16_224", "deit_digits_distilled", "deit_small_distilled_patch16_224",
+        "deit_tiny_distilled_patch16_224", "vit_base_patch16_224", "vit_digits", "vit_large_patch16_224",
+        "vit_small_patch16_224", "vit_tiny_patch16_224",
+    ])
+
+
+def test_vit_digits_is_the_configuration_the_recipe_trains():
+    from vitcourse.training.recipes import DIGITS_RECIPE
+
+    model = create_model(DIGITS_RECIPE["model"], **DIGITS_RECIPE["model_overrides"])
+    assert DIGITS_RECIPE["model_overrides"] == {} and model.config == create_model("vit_digits").config
+    assert model.patch_size == (4, 4) and model.grid_size == (2, 2)
+
+
+def test_config_dataclass_builds_the_model_and_follows_it():
+    from dataclasses import FrozenInstanceError, replace
+
+    from vitcourse.models.vit import ViTConfig
+
+    config = ViTConfig(img_size=16, patch_size=4, in_chans=1, num_classes=3, embed_dim=32, depth=2, num_heads=4)
+    assert config.img_size == (16, 16) and config.patch_size == (4, 4)  # kept as pairs
+    with pytest.raises(FrozenInstanceError):
+        config.depth = 3
+    model = VisionTransformer(config, num_classes=5)  # keywords replace the config's values
+    assert model.config == replace(config, num_classes=5) and model.head.out_features == 5
+    assert VisionTransformer(**vars(config)).config == config
+    model.set_image_size(24)
+    model.set_grad_checkpointing(True)
+    assert model.config.img_size == (24, 24) and model.config.grad_checkpointing
+    rebuilt = VisionTransformer(model.config)
+    rebuilt.load_state_dict(model.state_dict())  # the config says everything the weights need
+    with pytest.raises(TypeError, match="config must be a ViTConfig .*got int 224"):
+        VisionTransformer(224)
+    with pytest.raises(ValueError, match="depth must be a positive int, got 0"):
+        ViTConfig(depth=0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'depht'"):
+        VisionTransformer(depht=2)
+
+
 # ---- the explicit attention path -------------------------------------------------------------
 
 

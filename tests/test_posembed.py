@@ -143,7 +143,7 @@ def test_sincos_errors():
         sincos_pos_embed_2d(10, (4, 4))
     with pytest.raises(ValueError, match="convention must be 'mae' or 'big_vision', got 'jax'"):
         sincos_pos_embed_2d(16, (4, 4), convention="jax")
-    with pytest.raises(ValueError, match=r"grid must be positive, got \(0, 4\)"):
+    with pytest.raises(ValueError, match=r"grid must be a positive int or a pair of positive ints, got \(0, 4\)"):
         sincos_pos_embed_2d(16, (0, 4))
 
 
@@ -169,9 +169,13 @@ def test_error_cannot_infer_square_grid():
 
 
 @pytest.mark.parametrize("new_grid, error, message", [
-    ((14.0, 14), TypeError, r"new_grid must be an int or a \(rows, cols\) pair of ints, got \(14.0, 14\)"),
-    ((0, 4), ValueError, r"new_grid must be positive, got \(0, 4\)"),
-    ((4, 4, 4), TypeError, "new_grid must be an int or a"),
+    # the one rule (vitcourse.validation): a number that is not a positive int, or three sizes
+    # for a pair, is a wrong value; something that is not a number is the wrong type
+    ((14.0, 14), ValueError, r"new_grid must be a positive int or a pair of positive ints, got \(14.0, 14\)"),
+    ((0, 4), ValueError, r"new_grid must be a positive int or a pair of positive ints, got \(0, 4\)"),
+    ((4, 4, 4), ValueError, r"new_grid must be a positive int or a pair of positive ints, got \(4, 4, 4\)"),
+    (("4", 4), TypeError, r"new_grid must be a positive int or a pair of positive ints, got \('4', 4\)"),
+    ("4x4", TypeError, "new_grid must be a positive int or a pair of positive ints, got str '4x4'"),
 ])
 def test_error_bad_grid(new_grid, error, message):
     with pytest.raises(error, match=message):

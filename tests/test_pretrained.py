@@ -108,7 +108,7 @@ def test_resampling_options_are_checked_even_when_nothing_is_resampled():
     model = VisionTransformer(img_size=32, **CONFIG)
     with pytest.raises(ValueError, match="mode must be one of .* got 'foo'"):
         load_timm_state_dict(model, state, mode="foo")
-    with pytest.raises(TypeError, match="old_grid must be an int or a .* got 'bogus'"):
+    with pytest.raises(TypeError, match="old_grid must be a positive int or a pair of positive ints, got str 'bogus'"):
         load_timm_state_dict(model, state, old_grid="bogus")
     load_timm_state_dict(model, state, mode="bilinear", old_grid=(4, 4))
     assert torch.equal(model.pos_embed, state["pos_embed"])

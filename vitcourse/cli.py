@@ -1,13 +1,32 @@
-"""The ``vitcourse`` command: ``vitcourse release | grade | bench``.
+"""The ``vitcourse`` command: ``vitcourse release | stamp | bench model | bench train | grade``.
 
-Each subcommand's work lives in its own module, imported only when that subcommand runs, so
-``vitcourse --help`` stays instant.
+Each subcommand's work lives in its own module, imported only when that subcommand runs, and
+``import vitcourse`` imports nothing heavy, so ``vitcourse --help`` (and ``vitcourse grade
+--help``) answers without importing torch. Numbers on the command line are checked by argparse
+types, so a bad one ends in argparse's usage error naming the flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+
+
+def _positive(kind: type):
+    """An argparse type: a positive ``kind`` (int or float), else a usage error naming the flag."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"  # what argparse calls the type in its messages
+    return parse
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -30,17 +49,17 @@ def _build_parser() -> argparse.ArgumentParser:
     benches = bench.add_subparsers(dest="bench", required=True, metavar="WHAT")
     model = benches.add_parser("model", help="images/s of our ViT vs timm's and a naive reference")
     model.add_argument("--config", default="vit_small_patch16_224", help="model name")
-    model.add_argument("--batch", type=int, default=16, help="batch size")
+    model.add_argument("--batch", type=_positive(int), default=16, help="batch size")
     model.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
-    model.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
+    model.add_argument("--repeats", type=_positive(int), default=7, help="interleaved rounds")
     model.add_argument("--compile", action="store_true", help="also time torch.compile (CUDA)")
     model.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                        help="bf16 autocast (default: on for CUDA only; --amp runs the same path on the CPU)")
     model.add_argument("--checkpointing", action="store_true", help="also measure gradient checkpointing")
     model.add_argument(
-        "--min-time", dest="min_time", type=float, default=0.25, help="seconds per measurement (default 0.25)"
+        "--min-time", dest="min_time", type=_positive(float), default=0.25, help="seconds per measurement (default 0.25)"
     )
-    model.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    model.add_argument("--threads", type=_positive(int), default=None, help="CPU threads for torch (default: torch's)")
     train = benches.add_parser("train", help="train the course-scale ViT and CNN on digits")
     train.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     train.add_argument("--seed", type=int, default=0)

@@ -8,6 +8,7 @@ import torch
 
 from vitcourse.grading.hidden import GradingFailure, expect_raises, expect_tensor, points
 from vitcourse.models.attention import Attention
+from vitcourse.models.statedict import state_dict_diff
 
 EXERCISE = "04_mhsa"
 # the package's answers, refused to the submission while it is graded
@@ -30,16 +31,9 @@ def _reference(rng, dim, heads, qkv_bias=True):
 
 
 def _expect_shapes(reply, reference, name):
-    got = reply["state_dict_shapes"]
-    expected = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
-    if got != expected:
-        missing = sorted(set(expected) - set(got))
-        extra = sorted(set(got) - set(expected))
-        wrong = sorted(k for k in set(got) & set(expected) if tuple(got[k]) != expected[k])
-        raise GradingFailure(
-            f"{name}: parameters differ from the contract (missing {missing}, unexpected {extra}, "
-            f"wrong shapes {[(k, tuple(got[k]), expected[k]) for k in wrong]})"
-        )
+    diff = state_dict_diff(reply["state_dict_shapes"], reference.state_dict())
+    if diff:
+        raise GradingFailure(f"{name}: parameters differ from the contract: {diff.describe('; ')}")
 
 
 def _run(student, rng, dim, heads, batch, tokens, qkv_bias=True):

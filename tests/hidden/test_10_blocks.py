@@ -4,6 +4,7 @@ Post-LN, loaded with the reference's weights (timm names)."""
 import torch
 
 from vitcourse.grading.hidden import GradingFailure, expect_tensor, points
+from vitcourse.models.statedict import state_dict_diff
 from vitcourse.models.vit import Block as ReferenceBlock
 
 EXERCISE = "10_blocks"
@@ -54,14 +55,9 @@ def test_parameter_names_and_shapes(student, rng):
     dim = heads * _int(rng, 2, 6)
     x = torch.randn(1, 3, dim, generator=rng)
     reply = student.module("Block", init_args=(dim, heads), init_kwargs={"mlp_ratio": 2.0}, inputs=(x,))
-    expected = {k: tuple(v.shape) for k, v in ReferenceBlock(dim, heads, mlp_ratio=2.0).state_dict().items()}
-    got = reply["state_dict_shapes"]
-    if got != expected:
-        raise GradingFailure(
-            f"Block({dim}, {heads}, mlp_ratio=2.0): parameters differ from the contract: missing "
-            f"{sorted(set(expected) - set(got))}, unexpected {sorted(set(got) - set(expected))}, wrong shapes "
-            f"{[(k, tuple(got[k]), expected[k]) for k in sorted(set(got) & set(expected)) if tuple(got[k]) != expected[k]]}"
-        )
+    diff = state_dict_diff(reply["state_dict_shapes"], ReferenceBlock(dim, heads, mlp_ratio=2.0).state_dict())
+    if diff:
+        raise GradingFailure(f"Block({dim}, {heads}, mlp_ratio=2.0): parameters differ from the contract: {diff.describe('; ')}")
 
 
 @points(3)

@@ -17,19 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..validation import check_finite_positive
+from ..validation import check_finite_positive, check_positive_int, check_real
 
 __all__ = ["attention_rollout", "input_gradient_map", "ring_attention", "token_spread", "residual_stream_rms"]
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _positive_number(value, name: str) -> float:
-    return float(check_finite_positive(value, name))
 
 
 # ---- attention rollout (Abnar & Zuidema, 2020) ---------------------------------------------
@@ -63,8 +53,7 @@ def attention_rollout(attentions: Sequence[torch.Tensor], residual_weight: float
 def _check_rollout_args(attentions, residual_weight) -> None:
     if isinstance(attentions, torch.Tensor) or not isinstance(attentions, Sequence) or not attentions:
         raise ValueError("attentions must be a non-empty list of (B, heads, N, N) tensors")
-    if isinstance(residual_weight, bool) or not isinstance(residual_weight, (int, float)) or not 0 <= residual_weight < 1:
-        raise ValueError(f"residual_weight must be in [0, 1), got {residual_weight!r}")
+    check_real(residual_weight, "residual_weight", "a number in [0, 1)", lambda v: 0 <= v < 1)
     first = attentions[0]
     for i, layer in enumerate(attentions):
         if not isinstance(layer, torch.Tensor) or layer.dim() != 4 or layer.shape[-1] != layer.shape[-2]:
@@ -88,8 +77,8 @@ def ring_attention(num_tokens: int, sharpness: float) -> torch.Tensor:
     row-stochastic and circulant (it depends only on ``i - j``), hence diagonalised by the
     Fourier modes of the ring. Returns ``(N, N)``.
     """
-    n = _positive_int(num_tokens, "num_tokens")
-    kappa = _positive_number(sharpness, "sharpness")
+    n = check_positive_int(num_tokens, "num_tokens")
+    kappa = check_finite_positive(sharpness, "sharpness")
     theta = 2 * math.pi * torch.arange(n, dtype=torch.float64) / n
     features = math.sqrt(kappa) * torch.stack([theta.cos(), theta.sin()], dim=1)  # (N, 2)
     return (features @ features.T).softmax(dim=-1)

@@ -6,13 +6,9 @@ measures the same memory on a running model.
 
 from __future__ import annotations
 
+from ..validation import check_positive_int
+
 __all__ = ["mhsa_macs", "attention_crossover", "attention_map_bytes", "checkpointed_qk_bytes"]
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 # ---- compute -------------------------------------------------------------------------------
@@ -25,13 +21,13 @@ def mhsa_macs(seq_len: int, dim: int) -> int:
     weighted sum of values, ``L D^2`` for the output projection: ``4 L D^2 + 2 L^2 D``
     (independent of the number of heads; softmax and biases are not counted).
     """
-    length, width = _positive_int(seq_len, "seq_len"), _positive_int(dim, "dim")
+    length, width = check_positive_int(seq_len, "seq_len"), check_positive_int(dim, "dim")
     return 4 * length * width**2 + 2 * length**2 * width
 
 
 def attention_crossover(dim: int) -> int:
     """The smallest sequence length L where the ``2 L^2 D`` term exceeds ``4 L D^2``: ``2D + 1``."""
-    return 2 * _positive_int(dim, "dim") + 1
+    return 2 * check_positive_int(dim, "dim") + 1
 
 
 # ---- memory --------------------------------------------------------------------------------
@@ -40,10 +36,10 @@ def attention_crossover(dim: int) -> int:
 def attention_map_bytes(depth: int, heads: int, seq_len: int, bytes_per_element: int = 4) -> int:
     """Bytes of the attention maps a backward pass keeps: ``T * H * L^2 * b``."""
     return (
-        _positive_int(depth, "depth")
-        * _positive_int(heads, "heads")
-        * _positive_int(seq_len, "seq_len") ** 2
-        * _positive_int(bytes_per_element, "bytes_per_element")
+        check_positive_int(depth, "depth")
+        * check_positive_int(heads, "heads")
+        * check_positive_int(seq_len, "seq_len") ** 2
+        * check_positive_int(bytes_per_element, "bytes_per_element")
     )
 
 
@@ -52,10 +48,10 @@ def checkpointed_qk_bytes(
 ) -> int:
     """Bytes of q and k kept instead of the maps when attention is recomputed: ``T*H*2*L*d*b``."""
     return (
-        _positive_int(depth, "depth")
-        * _positive_int(heads, "heads")
+        check_positive_int(depth, "depth")
+        * check_positive_int(heads, "heads")
         * 2
-        * _positive_int(seq_len, "seq_len")
-        * _positive_int(head_dim, "head_dim")
-        * _positive_int(bytes_per_element, "bytes_per_element")
+        * check_positive_int(seq_len, "seq_len")
+        * check_positive_int(head_dim, "head_dim")
+        * check_positive_int(bytes_per_element, "bytes_per_element")
     )

@@ -171,7 +171,7 @@ def hierarchy_diagram(grid: int = 8, window: int = 4, stages: int = 3, ax=None):
 
 
 def plot_history(histories: dict, title: str = ""):
-    """Training curves from :func:`vitcourse.train.fit` histories: loss (left), accuracy (right).
+    """Training curves from :func:`vitcourse.training.loop.fit` histories: loss (left), accuracy (right).
 
     Args:
         histories: ``{name: history}``, each history a list of per-epoch dicts with ``epoch``,

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import check_class_labels, check_positive_int, check_tensor
+
 __all__ = ["mean_iou"]
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> tuple[float, torch.Tensor]:
@@ -25,14 +21,13 @@ def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> tupl
         ``(mIoU, iou)`` with ``iou`` of shape ``(K,)`` (float64); a class absent from both
         ``pred`` and ``target`` has IoU ``nan`` and is left out of the mean.
     """
-    num_classes = _positive_int(num_classes, "num_classes")
+    num_classes = check_positive_int(num_classes, "num_classes")
+    check_tensor(pred, "pred")
+    check_tensor(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"pred and target differ in shape: {tuple(pred.shape)} vs {tuple(target.shape)}")
     for name, labels in (("pred", pred), ("target", target)):
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise TypeError(f"{name} must hold integer labels, got dtype {labels.dtype}")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"{name} has labels outside [0, {num_classes})")
+        check_class_labels(labels.reshape(-1), name, num_classes)
     pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
     # confusion[t, p] = number of pixels of true class t predicted as p
     confusion = torch.bincount(target * num_classes + pred, minlength=num_classes**2)

@@ -10,10 +10,6 @@ from ..validation import check_finite_positive
 __all__ = ["min_object_size"]
 
 
-def _positive_number(value, name: str) -> float:
-    return float(check_finite_positive(value, name))
-
-
 # ---- the patch-size signal-to-noise argument -----------------------------------------------
 
 
@@ -24,8 +20,8 @@ def min_object_size(patch_size: int, noise_std: float, contrast: float, z: float
     ``c s^2 / p^2``. Detection needs ``c s^2 / p^2 >= z sigma / p``, so
     ``s = sqrt(z * sigma * p / c)``: the smallest visible object grows like ``sqrt(p)``.
     """
-    p = _positive_number(patch_size, "patch_size")
-    sigma = _positive_number(noise_std, "noise_std")
-    c = _positive_number(contrast, "contrast")
-    z = _positive_number(z, "z")
+    p = check_finite_positive(patch_size, "patch_size")
+    sigma = check_finite_positive(noise_std, "noise_std")
+    c = check_finite_positive(contrast, "contrast")
+    z = check_finite_positive(z, "z")
     return math.sqrt(z * sigma * p / c)

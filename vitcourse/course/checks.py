@@ -18,6 +18,8 @@ import traceback
 
 import torch
 
+from ..models.statedict import state_dict_diff
+
 __all__ = [
     "check",
     "CHECK_NAMES",
@@ -253,22 +255,11 @@ def _build(c: _Checker, label: str, cls, *args, **kwargs):
 
 
 def _same_state_dict(c: _Checker, label: str, module, reference) -> bool:
-    got = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    expected = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
-    if got != expected:
-        missing = sorted(set(expected) - set(got))
-        extra = sorted(set(got) - set(expected))
-        wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
-        parts = []
-        if missing:
-            parts.append(f"missing {missing}")
-        if extra:
-            parts.append(f"unexpected {extra}")
-        if wrong:
-            parts.append("; ".join(f"{k} has shape {got[k]}, expected {expected[k]}" for k in wrong))
-        c.fail(label, "parameters differ from the contract: " + ", ".join(parts))
+    diff = state_dict_diff(module.state_dict(), reference.state_dict())
+    if diff:
+        c.fail(label, f"parameters differ from the contract: {diff.describe('; ')}")
         return False
-    c.ok(f"{label}: parameter names and shapes {sorted(expected)}")
+    c.ok(f"{label}: parameter names and shapes {sorted(reference.state_dict())}")
     return True
 
 

@@ -1,6 +1,6 @@
 """Data: the pipeline and the data sets the course trains and tests on.
 
-- ``pipeline``: :class:`ImageData`, :class:`Batches` and batch augmentation;
+- ``pipeline``: ``ImageData``, ``Batches`` and batch augmentation;
 - ``digits``, ``photos``, ``synthetic``, ``cifar``: the data sets, each returning ``ImageData``
   (or image tensors, for photos).
 """

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from ..validation import as_device, check_int, check_real
+from ..validation import as_device, check_int, check_positive_int, check_real
 from .pipeline import ImageData
 
 __all__ = ["load_digits", "DIGITS_SPLIT_SEED"]
@@ -45,8 +45,7 @@ def load_digits(
     from sklearn.datasets import load_digits as _sk_load_digits
     from sklearn.model_selection import train_test_split
 
-    if not isinstance(upscale, int) or upscale < 1:
-        raise ValueError(f"upscale must be a positive int, got {upscale!r}")
+    upscale = check_positive_int(upscale, "upscale")
     test_fraction = check_real(test_fraction, "test_fraction", "a number in (0, 1)", lambda v: 0 < v < 1)
     split_seed = check_int(split_seed, "split_seed", "an int in [0, 2**32)", lambda v: 0 <= v < 2**32)
     device = as_device(device)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..validation import check_tensor
+from ..validation import check_positive_int, check_tensor
 
 __all__ = ["PHOTO_NAMES", "load_photo", "load_photos", "center_crop_resize", "imagenet_normalize"]
 
@@ -47,8 +47,7 @@ def center_crop_resize(image: torch.Tensor, size: int = 224) -> torch.Tensor:
     channels: a last dimension of 3 or 4 with a first (channel) dimension that is not 1, 3 or 4
     can only be that.
     """
-    if not isinstance(size, int) or size <= 0:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    size = check_positive_int(size, "size")
     check_tensor(image, "image")
     if image.dim() not in (3, 4):
         raise ValueError(f"image must be a (C, H, W) or (B, C, H, W) tensor, got shape {tuple(image.shape)}")

@@ -18,7 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..validation import as_device, check_class_labels, check_int, check_real, check_tensor
+from ..validation import (
+    as_device,
+    check_class_labels,
+    check_int,
+    check_positive_int,
+    check_real,
+    check_tensor,
+)
 
 __all__ = ["ImageData", "Batches", "augment_batch"]
 
@@ -262,9 +269,9 @@ class Batches:
             raise TypeError(f"data must be an ImageData, got {type(data).__name__}")
         if len(data) == 0:
             raise ValueError("data is empty (0 images)")
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
+        batch_size = check_positive_int(batch_size, "batch_size")
+        world_size = check_positive_int(world_size, "world_size")
+        if not (isinstance(rank, int) and 0 <= rank < world_size):
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
         if augment is True:
             augment = {"shift": 1}

@@ -10,18 +10,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..validation import check_int, check_positive_int
 from .pipeline import ImageData
 
 __all__ = ["two_halves_counting", "two_patch_occlusion", "diagonal_2x2"]
 
 
 def _check_task_args(n, image_size, patch_size):
-    if not isinstance(n, int) or n <= 0:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not isinstance(patch_size, int) or patch_size <= 0:
-        raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
-    if not isinstance(image_size, int) or image_size <= 0 or image_size % patch_size:
-        raise ValueError(f"image_size must be a positive multiple of patch_size={patch_size}, got {image_size!r}")
+    check_positive_int(n, "n")
+    check_positive_int(patch_size, "patch_size")
+    check_int(image_size, "image_size", f"a positive multiple of patch_size={patch_size}", lambda v: v > 0 and v % patch_size == 0)
 
 
 def _cells_far_apart(rng: np.random.Generator, grid: int, taken: set, min_distance: int):

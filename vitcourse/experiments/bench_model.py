@@ -40,6 +40,7 @@ import math
 import statistics
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import asdict
 
 import torch
 import torch.nn as nn
@@ -47,9 +48,10 @@ import torch.nn.functional as F
 
 from ..analysis.memory import measure_step_memory
 from ..models.naive import naive_twin
-from ..models.registry import create_model, model_config
+from ..models.registry import create_model
 from ..models.vit import VisionTransformer
 from ..training.runtime import default_device
+from ..validation import as_device
 from .timing import (
     count_flops,
     interleaved,
@@ -81,15 +83,18 @@ def _step_functions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast
     return {"fwd": forward, "fwd_bwd": forward_backward}
 
 
-def _timm_twin(name: str, ours: VisionTransformer):
-    """timm's VisionTransformer with our config and our weights, or None without timm."""
+def _timm_twin(ours: nn.Module):
+    """timm's VisionTransformer with our config and our weights, or None (no timm, or a model
+    timm's plain ViT is not: a distilled ViT, a Post-LN one, a convnet)."""
+    if type(ours) is not VisionTransformer:
+        return None
     try:
         from timm.models.vision_transformer import VisionTransformer as TimmViT
     except ImportError:
         return None
-    config = model_config(name)
-    config.pop("grad_checkpointing", None)
-    if not config.pop("norm_first", True):
+    config = asdict(ours.config)
+    config.pop("grad_checkpointing")
+    if not config.pop("norm_first"):
         return None  # timm has no Post-LN ViT
     with torch.device("meta"):
         theirs = TimmViT(**config)
@@ -104,16 +109,10 @@ def _fmt_bytes(n: float) -> str:
 
 def main(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
-    threads = getattr(args, "threads", None)
+    threads = getattr(args, "threads", None)  # the command line has checked the numbers
     if threads is not None:
-        if threads <= 0:
-            raise ValueError(f"--threads must be positive, got {threads}")
         torch.set_num_threads(threads)  # 1 is steadier when other processes share the cores
-    device = args.device or str(default_device())
-    if args.batch <= 0:
-        raise ValueError(f"--batch must be positive, got {args.batch}")
-    if args.repeats <= 0:
-        raise ValueError(f"--repeats must be positive, got {args.repeats}")
+    device = str(as_device(args.device, "--device")) if args.device else str(default_device())
     min_time = getattr(args, "min_time", 0.25)
     on_cuda = device.startswith("cuda")
     amp = getattr(args, "amp", None)
@@ -125,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
 
     ours = create_model(args.config)
     models: dict[str, nn.Module] = {"ours": ours}
-    theirs = _timm_twin(args.config, ours)
+    theirs = _timm_twin(ours)
     if theirs is not None:
         models["timm"] = theirs
     naive = naive_twin(ours)

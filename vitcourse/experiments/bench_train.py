@@ -18,6 +18,8 @@ import time
 
 import torch
 
+from ..validation import as_device
+
 
 def _train(name: str, recipe: dict, device, seed: int, progress: bool) -> dict:
     from ..data.digits import load_digits
@@ -39,7 +41,7 @@ def main(args) -> int:
     from ..training.recipes import CNN_RECIPE, DIGITS_RECIPE
     from ..training.runtime import default_device
 
-    device = torch.device(args.device) if getattr(args, "device", None) else default_device()
+    device = as_device(args.device, "--device") if getattr(args, "device", None) else default_device()
     seed = getattr(args, "seed", 0)
     progress = getattr(args, "progress", False)
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} seed={seed}")

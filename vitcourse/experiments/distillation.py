@@ -40,7 +40,7 @@ def run_distillation_experiment(
 ) -> dict:
     """DeiT's comparison at course scale, on digits: teacher CNN vs ViT students.
 
-    For every seed it trains the teacher (:class:`~vitcourse.convnet.SmallCNN`) and then, from
+    For every seed it trains the teacher (:class:`~vitcourse.models.convnet.SmallCNN`) and then, from
     the same initialisation per seed, the students:
 
     - ``vit``: the ViT alone (no teacher);
@@ -53,7 +53,7 @@ def run_distillation_experiment(
         train_fraction: a class-stratified fraction of the digits training set (the test set is
             always the full held-out set), to study the small-data regime.
         student_epochs, teacher_epochs: epochs; ``None`` takes them from
-            :data:`vitcourse.train.DIGITS_RECIPE` and :data:`vitcourse.train.CNN_RECIPE`, whose
+            :data:`vitcourse.training.recipes.DIGITS_RECIPE` and :data:`~vitcourse.training.recipes.CNN_RECIPE`, whose
             other settings are used as they are.
         alpha, tau: the distillation weights.
         methods: which rows to run (``teacher`` is always trained when a student needs it).
@@ -63,7 +63,7 @@ def run_distillation_experiment(
     A small call for a notebook: ``run_distillation_experiment(seeds=(0, 1, 2),
     train_fraction=0.2, student_epochs=15)`` used 28 s of CPU time here (2-core CPU); at that
     budget the students are far from converged (about 55-60%) and distillation does not help.
-    ``scripts/distillation_experiment.py`` runs the full-length version.
+    ``tools/distillation_experiment.py`` runs the full-length version.
 
     Returns:
         ``{"settings": ..., "runs": [per-run dicts], "summary": {row: {"mean", "std",

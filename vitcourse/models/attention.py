@@ -2,8 +2,9 @@
 
 - :func:`softmax_attention`: ``softmax(q k^T / tau) v`` with its weights, written out for
   chapter 1.2 and exercise 03;
-- :class:`Attention`: multi-head self-attention with timm's parameter layout, which runs
-  through ``torch.nn.functional.scaled_dot_product_attention`` (the fused kernels) and takes the
+- :class:`Attention`: multi-head self-attention with timm's parameter layout, bidirectional (the
+  ViT encoder) or causal (``is_causal=True``, for next-token prediction), which runs through
+  ``torch.nn.functional.scaled_dot_product_attention`` (the fused kernels) and takes the
   explicit softmax path only when a caller asks for the weights.
 """
 
@@ -15,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..validation import check_bool, check_positive_int
+from ..validation import check_bool, check_positive_int, check_real, check_tensor
 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tau=None):
@@ -46,8 +47,7 @@ def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tau=Non
 def _checked_temperature(q, k, v, tau) -> float:
     """Validate softmax_attention's arguments; returns the temperature to divide by."""
     for name, tensor in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+        check_tensor(tensor, name)
         if tensor.dim() < 2:
             raise ValueError(f"{name} must have shape (..., N, d), got {tuple(tensor.shape)}")
         if not tensor.is_floating_point():
@@ -65,9 +65,7 @@ def _checked_temperature(q, k, v, tau) -> float:
                          f"{tuple(k.shape)} and {tuple(v.shape)}") from None
     if tau is None:
         return math.sqrt(q.shape[-1])
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0 or math.isinf(tau):
-        raise ValueError(f"tau must be a positive number or None, got {tau!r}")
-    return tau
+    return check_real(tau, "tau", "a positive number or None", lambda v: v > 0)
 
 
 class Attention(nn.Module):
@@ -77,9 +75,13 @@ class Attention(nn.Module):
     features are ordered ``(q, k, v)``, each split into ``num_heads`` contiguous chunks of
     ``head_dim`` (timm's and the original JAX layout). Each head computes
     ``softmax(q k^T / sqrt(head_dim)) v``; ``proj`` mixes the concatenated heads.
+
+    With ``is_causal=True`` token i attends only to tokens ``<= i``: the same parameters, only a
+    mask differs, so the output at position i cannot depend on any later input, which is what
+    lets a model learn to predict token i + 1 at every position at once.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True):
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, is_causal: bool = False):
         super().__init__()
         check_positive_int(dim, "dim")
         check_positive_int(num_heads, "num_heads")
@@ -88,6 +90,7 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
+        self.is_causal = check_bool(is_causal, "is_causal")
         self.qkv = nn.Linear(dim, dim * 3, bias=check_bool(qkv_bias, "qkv_bias"))
         self.proj = nn.Linear(dim, dim)
 
@@ -99,13 +102,17 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)
         if return_attention:
             # The explicit path, only for looking at the weights; it stores the N x N matrix.
-            weights = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+            scores = q @ k.transpose(-2, -1) * self.scale
+            if self.is_causal:  # a score of -inf is a weight of 0: no token sees a later one
+                future = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).triu(1)
+                scores = scores.masked_fill(future, float("-inf"))
+            weights = scores.softmax(dim=-1)
             out = weights @ v
         else:
             # The fused kernel computes the same thing (FlashAttention / memory-efficient
             # kernels on GPU) without keeping the N x N weights.
             weights = None
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=self.is_causal)
         # (B, heads, N, head_dim) -> (B, N, heads * head_dim): concatenate the heads.
         out = self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
         return (out, weights) if return_attention else out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..validation import check_image_dtype
+from ..validation import check_image_dtype, check_positive_int
 
 __all__ = ["SmallCNN"]
 
@@ -31,11 +31,9 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_chans: int = 1, num_classes: int = 10, width: int = 32):
         super().__init__()
-        for name, value in (("in_chans", in_chans), ("num_classes", num_classes), ("width", width)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        self.in_chans = in_chans
-        self.num_classes = num_classes
+        self.in_chans = check_positive_int(in_chans, "in_chans")
+        self.num_classes = check_positive_int(num_classes, "num_classes")
+        width = check_positive_int(width, "width")
         self.features = nn.Sequential(
             _conv(in_chans, width),
             _conv(width, 2 * width),

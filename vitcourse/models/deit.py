@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .vit import VisionTransformer
+from .vit import VisionTransformer, ViTConfig
 
 __all__ = ["DistilledVisionTransformer", "FUSIONS"]
 
@@ -32,8 +32,9 @@ FUSIONS = ("average", "softmax", "cls", "dist")
 class DistilledVisionTransformer(VisionTransformer):
     """A ViT with DeiT's distillation token: ``(B, C, H, W)`` -> logits.
 
-    Takes every :class:`~vitcourse.model.VisionTransformer` argument (class token pooling;
-    register tokens are not supported) plus:
+    Built like a :class:`~vitcourse.models.vit.VisionTransformer`, from a
+    :class:`~vitcourse.models.vit.ViTConfig` and/or its fields as keywords (class token
+    pooling; register tokens are not supported), plus:
 
     Args:
         fusion: what evaluation mode returns, ``(B, num_classes)``:
@@ -47,14 +48,15 @@ class DistilledVisionTransformer(VisionTransformer):
     ``head``, ``head_dist``.
     """
 
-    def __init__(self, *args, fusion: str = "average", **kwargs):
-        if kwargs.get("reg_tokens", 0):
+    def __init__(self, config: ViTConfig | None = None, /, *, fusion: str = "average", **options):
+        config = ViTConfig.of(config, **options)
+        if config.reg_tokens:
             raise ValueError("DistilledVisionTransformer does not support register tokens")
-        if kwargs.get("global_pool", "token") != "token" or not kwargs.get("class_token", True):
+        if config.global_pool != "token":
             raise ValueError("DistilledVisionTransformer needs class_token=True and global_pool='token'")
-        if kwargs.get("no_embed_class", False):
+        if config.no_embed_class:
             raise ValueError("DistilledVisionTransformer needs no_embed_class=False")
-        super().__init__(*args, **kwargs)
+        super().__init__(config)
         self.fusion = fusion
         dim = self.embed_dim
         self.dist_token = nn.Parameter(torch.zeros(1, 1, dim))

@@ -9,22 +9,17 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..validation import check_int_pair, check_positive_int
 from .patches import unpatchify
 
 __all__ = ["SegmentationHead"]
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class SegmentationHead(nn.Module):
     """Patch tokens -> per-pixel logits: a linear map from each token to its patch's pixels.
 
     Token ``i`` of the ``(rows, cols)`` grid predicts ``K`` logits for each of the ``p x p``
-    pixels of patch ``i``; :func:`vitcourse.patches.unpatchify` puts the patches back in place.
+    pixels of patch ``i``; :func:`vitcourse.models.patches.unpatchify` puts the patches back in place.
     This is the simplest decoder (the "linear" decoder of segmentation ViTs): all spatial detail
     finer than a patch must already be in the token.
 
@@ -40,16 +35,10 @@ class SegmentationHead(nn.Module):
 
     def __init__(self, embed_dim: int, num_classes: int, patch_size: int, grid_size):
         super().__init__()
-        self.embed_dim = _positive_int(embed_dim, "embed_dim")
-        self.num_classes = _positive_int(num_classes, "num_classes")
-        self.patch_size = _positive_int(patch_size, "patch_size")
-        if (
-            not isinstance(grid_size, (tuple, list))
-            or len(grid_size) != 2
-            or not all(isinstance(g, int) and g > 0 for g in grid_size)
-        ):
-            raise ValueError(f"grid_size must be a pair of positive ints, got {grid_size!r}")
-        self.grid_size = (int(grid_size[0]), int(grid_size[1]))
+        self.embed_dim = check_positive_int(embed_dim, "embed_dim")
+        self.num_classes = check_positive_int(num_classes, "num_classes")
+        self.patch_size = check_positive_int(patch_size, "patch_size")
+        self.grid_size = check_int_pair(grid_size, "grid_size")
         self.proj = nn.Linear(embed_dim, num_classes * patch_size * patch_size)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

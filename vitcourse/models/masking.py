@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import check_positive_int, check_real
+
 __all__ = ["random_masking", "gather_tokens"]
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def random_masking(
@@ -29,10 +25,9 @@ def random_masking(
         ``keep`` ``(B, n_keep)`` int64 indices of the visible patches, and ``mask`` ``(B, N)``
         bool, True where a patch is hidden.
     """
-    batch = _positive_int(batch, "batch")
-    num_patches = _positive_int(num_patches, "num_patches")
-    if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)) or not 0 <= mask_ratio < 1:
-        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio!r}")
+    batch = check_positive_int(batch, "batch")
+    num_patches = check_positive_int(num_patches, "num_patches")
+    check_real(mask_ratio, "mask_ratio", "a number in [0, 1)", lambda v: 0 <= v < 1)
     n_keep = max(1, round(num_patches * (1 - mask_ratio)))
     noise = torch.rand(batch, num_patches, generator=generator, device=device)
     keep = noise.argsort(dim=1)[:, :n_keep].sort(dim=1).values

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import check_int_pair, check_positive_int, check_tensor
 
-def _check_patch_size(patch_size) -> int:
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size <= 0:
-        raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
-    return patch_size
+__all__ = ["patchify", "unpatchify"]
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -27,9 +25,8 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
         ``(B, N, C * p * p)`` with ``N = (H / p) * (W / p)``, patches in row-major grid order,
         each flattened in ``(C, p, p)`` order; same dtype and device as ``images``.
     """
-    p = _check_patch_size(patch_size)
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    p = check_positive_int(patch_size, "patch_size")
+    check_tensor(images, "images")
     if images.dim() != 4:
         raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
     batch, channels, height, width = images.shape
@@ -47,30 +44,24 @@ def unpatchify(patches: torch.Tensor, patch_size: int, image_size) -> torch.Tens
     Args:
         patches: ``(B, N, C * p * p)``.
         patch_size: the patch side p.
-        image_size: ``(H, W)`` of the images, multiples of p with ``N = (H / p) * (W / p)``.
+        image_size: ``(H, W)`` of the images (an int means square), multiples of p with
+            ``N = (H / p) * (W / p)``.
 
     Returns:
         ``(B, C, H, W)``.
     """
-    p = _check_patch_size(patch_size)
-    if not isinstance(patches, torch.Tensor):
-        raise TypeError(f"patches must be a torch.Tensor, got {type(patches).__name__}")
+    p = check_positive_int(patch_size, "patch_size")
+    check_tensor(patches, "patches")
     if patches.dim() != 3:
         raise ValueError(f"patches must have shape (B, N, C*p*p), got {tuple(patches.shape)}")
-    if (
-        not isinstance(image_size, (tuple, list))
-        or len(image_size) != 2
-        or not all(isinstance(s, int) and s > 0 for s in image_size)
-    ):
-        raise ValueError(f"image_size must be a pair of positive ints (H, W), got {image_size!r}")
-    height, width = image_size
+    height, width = image_size = check_int_pair(image_size, "image_size")
     if height % p or width % p:
-        raise ValueError(f"image_size {tuple(image_size)} is not a multiple of patch_size {p}")
+        raise ValueError(f"image_size {image_size} is not a multiple of patch_size {p}")
     batch, num_patches, patch_dim = patches.shape
     rows, cols = height // p, width // p
     if num_patches != rows * cols or patch_dim % (p * p):
         raise ValueError(
-            f"patches of shape {tuple(patches.shape)} do not fit image_size {tuple(image_size)} "
+            f"patches of shape {tuple(patches.shape)} do not fit image_size {image_size} "
             f"with patch_size {p} (expected N = {rows * cols} and a multiple of {p * p} features)"
         )
     channels = patch_dim // (p * p)

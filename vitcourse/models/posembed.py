@@ -28,43 +28,27 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..validation import check_finite_positive
+from ..validation import (
+    check_finite_positive,
+    check_int,
+    check_int_pair,
+    check_non_negative_int,
+    check_tensor,
+)
 
 _MODES = ("nearest", "bilinear", "bicubic", "area", "nearest-exact")
 _ANTIALIAS_MODES = ("bilinear", "bicubic")
 _ALIGN_CORNERS_MODES = ("bilinear", "bicubic")
 
 
-def _as_grid(value, name: str) -> tuple[int, int]:
-    """Validate a ``(rows, cols)`` grid size (an int means a square grid)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        not isinstance(value, (tuple, list, torch.Size))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        raise TypeError(f"{name} must be an int or a (rows, cols) pair of ints, got {value!r}")
-    if value[0] <= 0 or value[1] <= 0:
-        raise ValueError(f"{name} must be positive, got {tuple(value)}")
-    return int(value[0]), int(value[1])
-
-
-def _non_negative_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    return value
-
-
 def _check_pos_embed(pos_embed, num_prefix_tokens) -> int:
     """Validate a ``(1, num_prefix_tokens + rows * cols, D)`` table; return its number of grid tokens."""
-    if not isinstance(pos_embed, torch.Tensor):
-        raise TypeError(f"pos_embed must be a torch.Tensor, got {type(pos_embed).__name__}")
+    check_tensor(pos_embed, "pos_embed")
     if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
         raise ValueError(f"pos_embed must have shape (1, prefix + rows*cols, D), got {tuple(pos_embed.shape)}")
     if not pos_embed.is_floating_point():
         raise TypeError(f"pos_embed must be a floating-point tensor, got dtype {pos_embed.dtype}")
-    _non_negative_int(num_prefix_tokens, "num_prefix_tokens")
+    check_non_negative_int(num_prefix_tokens, "num_prefix_tokens")
     if num_prefix_tokens > pos_embed.shape[1]:
         raise ValueError(
             f"num_prefix_tokens ({num_prefix_tokens}) exceeds the {pos_embed.shape[1]} tokens of "
@@ -81,7 +65,7 @@ def check_resample_options(mode: str, align_corners: bool | None = None, old_gri
     if align_corners is not None and mode not in _ALIGN_CORNERS_MODES:
         raise ValueError(f"align_corners applies only to modes {_ALIGN_CORNERS_MODES}, not mode={mode!r}")
     if old_grid is not None:
-        _as_grid(old_grid, "old_grid")
+        check_int_pair(old_grid, "old_grid")
 
 
 def resample_pos_embed(
@@ -116,7 +100,7 @@ def resample_pos_embed(
     """
     num_grid_tokens = _check_pos_embed(pos_embed, num_prefix_tokens)
     check_resample_options(mode, align_corners)
-    new_grid = _as_grid(new_grid, "new_grid")
+    new_grid = check_int_pair(new_grid, "new_grid")
     if old_grid is None:
         side = math.isqrt(num_grid_tokens)
         if num_grid_tokens <= 0 or side * side != num_grid_tokens:
@@ -125,7 +109,7 @@ def resample_pos_embed(
                 f"{num_prefix_tokens} prefix, leaving {num_grid_tokens} grid tokens; pass old_grid"
             )
         old_grid = (side, side)
-    old_grid = _as_grid(old_grid, "old_grid")
+    old_grid = check_int_pair(old_grid, "old_grid")
     if old_grid[0] * old_grid[1] != num_grid_tokens:
         raise ValueError(
             f"pos_embed has {pos_embed.shape[1]} tokens, which is not num_prefix_tokens "
@@ -170,13 +154,12 @@ def sincos_pos_embed_2d(
     Grid tokens are in row-major order; prefix tokens get zero vectors (MAE's choice).
     Returned in float32.
     """
-    if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim <= 0 or embed_dim % 4:
-        raise ValueError(f"embed_dim must be a positive multiple of 4, got {embed_dim!r}")
-    _non_negative_int(num_prefix_tokens, "num_prefix_tokens")
+    check_int(embed_dim, "embed_dim", "a positive multiple of 4", lambda v: v > 0 and v % 4 == 0)
+    check_non_negative_int(num_prefix_tokens, "num_prefix_tokens")
     if convention not in ("mae", "big_vision"):
         raise ValueError(f"convention must be 'mae' or 'big_vision', got {convention!r}")
     check_finite_positive(temperature, "temperature")
-    rows, cols = _as_grid(grid, "grid")
+    rows, cols = check_int_pair(grid, "grid")
     quarter = embed_dim // 4
     if convention == "big_vision" and quarter < 2:
         raise ValueError(f"convention='big_vision' needs embed_dim >= 8, got {embed_dim}")

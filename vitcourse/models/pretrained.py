@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from .posembed import check_resample_options, resample_pos_embed
 from .registry import create_model, list_models
+from .statedict import state_dict_diff
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +44,6 @@ def _check_state_dict(state_dict, name: str = "state_dict") -> dict[str, torch.T
     if bad:
         raise TypeError(f"{name} values must be tensors; not tensors: {sorted(bad)[:10]}")
     return dict(state_dict)
-
-
-def _list(keys) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:20])
-    return shown + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
 
 
 def load_timm_state_dict(
@@ -70,7 +65,7 @@ def load_timm_state_dict(
             checkpoint's, e.g. to fine-tune on a new number of classes.
         old_grid: the checkpoint's ``(rows, cols)`` patch grid, when it is not square.
         mode, antialias: how to resample position embeddings
-            (:func:`vitcourse.posembed.resample_pos_embed`).
+            (:func:`vitcourse.models.posembed.resample_pos_embed`).
 
     A checkpoint trained at another image size loads: its position embeddings are resampled
     once to the model's grid (logged as old -> new). Missing or unexpected keys, or other
@@ -87,28 +82,16 @@ def load_timm_state_dict(
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
         state_dict.update({k: v for k, v in own.items() if k.startswith("head.")})
 
-    missing, unexpected = set(own) - set(state_dict), set(state_dict) - set(own)
-    if missing or unexpected:
-        message = "the state dict does not match the model:"
-        if missing:
-            message += f"\n  missing keys ({len(missing)}): {_list(missing)}"
-        if unexpected:
-            message += f"\n  unexpected keys ({len(unexpected)}): {_list(unexpected)}"
-        if any(key.startswith("head.") for key in missing | unexpected):
-            message += "\n  (pass drop_head=True to keep the model's own head)"
-        raise ValueError(message)
-
-    if "pos_embed" in state_dict and state_dict["pos_embed"].shape != own["pos_embed"].shape:
+    diff = state_dict_diff(state_dict, own)
+    if not (diff.missing or diff.unexpected) and "pos_embed" in own and state_dict["pos_embed"].shape != own["pos_embed"].shape:
+        # Trained at another image size: resample the table to the model's grid, then compare again.
         state_dict["pos_embed"] = _resample_for(model, state_dict["pos_embed"], own["pos_embed"], old_grid, mode, antialias)
-
-    wrong = [
-        f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}"
-        for key, value in state_dict.items()
-        if value.shape != own[key].shape
-    ]
-    if wrong:
-        hint = " (pass drop_head=True to keep the model's own head)" if any(w.startswith("head.") for w in wrong) else ""
-        raise ValueError("shape mismatch between checkpoint and model" + hint + ":\n  " + "\n  ".join(wrong))
+        diff = state_dict_diff(state_dict, own)
+    if diff:
+        hint = "\n  (pass drop_head=True to keep the model's own head)" if any(k.startswith("head.") for k in diff.keys) else ""
+        raise ValueError(
+            "the state dict does not match the model:\n  " + diff.describe("\n  ", got="checkpoint", expected="model") + hint
+        )
     model.load_state_dict(state_dict, strict=True)
     return model
 
@@ -252,7 +235,7 @@ def convert_jax_npz(npz) -> dict[str, torch.Tensor]:
         raise TypeError(f"npz must be a path or a mapping of names to arrays, got {type(npz).__name__}")
     prefix = "opt/target/" if "opt/target/embedding/kernel" in arrays else ""
     if f"{prefix}embedding/kernel" not in arrays:
-        raise ValueError(f"not a ViT checkpoint: no 'embedding/kernel' among keys {_list(arrays)}")
+        raise ValueError(f"not a ViT checkpoint: no 'embedding/kernel' among its {len(arrays)} keys ({sorted(arrays)[:5]} ...)")
     if f"{prefix}Transformer/posembed_input/pos_embedding" not in arrays:
         raise ValueError("this looks like a big_vision checkpoint (no Transformer/posembed_input); "
                          "only the original vision_transformer layout is supported")

@@ -8,33 +8,37 @@
       -> depth x Block: x + Attention(LN(x)), then x + Mlp(LN(x))              (Pre-LN)
       -> LayerNorm, pool (the class token, or the mean of the patch tokens), Linear head
 
-Parameter names, LayerNorm eps (1e-6) and the exact (erf) GELU follow timm's
-``VisionTransformer``, so a timm state dict loads with ``load_state_dict`` as is, and the
-logits agree with timm's to float32 rounding (tests/test_model.py checks both).
+A :class:`ViTConfig` holds the hyperparameters (timm's names and defaults); the named
+configurations are in :mod:`vitcourse.models.registry`. Parameter names, LayerNorm eps (1e-6) and
+the exact (erf) GELU follow timm's ``VisionTransformer``, so a timm state dict loads with
+``load_state_dict`` as is, and the logits agree with timm's to float32 rounding
+(tests/test_model.py checks both).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..validation import check_bool, check_finite_positive, check_image_dtype
+from ..validation import (
+    check_bool,
+    check_finite_positive,
+    check_image_dtype,
+    check_int_pair,
+    check_non_negative_int,
+    check_positive_int,
+)
 from .attention import Attention
 from .posembed import check_resample_options, resample_pos_embed
 
 logger = logging.getLogger(__name__)
 
 LAYER_NORM_EPS = 1e-6  # timm's and the original JAX ViT's value (PyTorch's default is 1e-5)
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _mlp_hidden_dim(dim: int, mlp_ratio) -> int:
@@ -47,19 +51,6 @@ def _mlp_hidden_dim(dim: int, mlp_ratio) -> int:
             f"it must be at least 1 / {dim}"
         )
     return hidden
-
-
-def _pair(value, name: str) -> tuple[int, int]:
-    """An int ``s`` means ``(s, s)``; a pair of positive ints is returned as a tuple."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
-    return int(value[0]), int(value[1])
 
 
 # ---- 1. Patches to tokens --------------------------------------------------------------------
@@ -85,10 +76,10 @@ class PatchEmbed(nn.Module):
         dynamic_img_size: bool = False,
     ):
         super().__init__()
-        self.img_size = _pair(img_size, "img_size")
-        self.patch_size = _pair(patch_size, "patch_size")
-        self.in_chans = _positive_int(in_chans, "in_chans")
-        _positive_int(embed_dim, "embed_dim")
+        self.img_size = check_int_pair(img_size, "img_size")
+        self.patch_size = check_int_pair(patch_size, "patch_size")
+        self.in_chans = check_positive_int(in_chans, "in_chans")
+        check_positive_int(embed_dim, "embed_dim")
         for side, p in zip(self.img_size, self.patch_size, strict=True):
             if side % p:
                 raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
@@ -154,6 +145,7 @@ class Block(nn.Module):
     Pre-LN (``norm_first=True``, ViT's choice): ``x + f(LN(x))``; the residual stream is an
     untouched sum, so gradients reach early layers directly and training is stable without
     warm-up tricks. Post-LN (the original Transformer, ``norm_first=False``): ``LN(x + f(x))``.
+    ``is_causal=True`` gives its attention a causal mask (a decoder layer, chapter 2.5).
     """
 
     def __init__(
@@ -163,11 +155,12 @@ class Block(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         norm_first: bool = True,
+        is_causal: bool = False,
     ):
         super().__init__()
         self.norm_first = check_bool(norm_first, "norm_first")
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, is_causal=is_causal)
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.mlp = Mlp(dim, _mlp_hidden_dim(dim, mlp_ratio))
 
@@ -192,10 +185,14 @@ class Block(nn.Module):
 # ---- 4. The whole model ----------------------------------------------------------------------
 
 
-class VisionTransformer(nn.Module):
-    """A ViT classifier: ``(B, C, H, W)`` images -> ``(B, num_classes)`` logits.
+@dataclass(frozen=True)
+class ViTConfig:
+    """The hyperparameters of a :class:`VisionTransformer`, with timm's names and defaults (ViT-B/16).
 
-    Args:
+    Checked when made (a ``ViTConfig`` that exists is valid); ``img_size`` and ``patch_size``
+    are kept as ``(H, W)`` and ``(ph, pw)`` pairs.
+
+    Attributes:
         img_size: training image size, an int or ``(H, W)``.
         patch_size: patch side p, an int or ``(ph, pw)`` (H and W must be multiples of it).
         in_chans: image channels C.
@@ -216,75 +213,108 @@ class VisionTransformer(nn.Module):
             storing them (less memory, about one more forward pass of time).
         dynamic_img_size: accept any image whose sides are multiples of p, resampling the
             position embeddings on the fly (bicubic, antialiased, as timm).
+    """
+
+    img_size: int | tuple[int, int] = 224
+    patch_size: int | tuple[int, int] = 16
+    in_chans: int = 3
+    num_classes: int = 1000
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    class_token: bool = True
+    global_pool: str = "token"
+    reg_tokens: int = 0
+    no_embed_class: bool = False
+    norm_first: bool = True
+    grad_checkpointing: bool = False
+    dynamic_img_size: bool = False
+
+    def __post_init__(self):
+        def keep(name: str, value) -> None:  # a frozen dataclass normalises its fields this way
+            object.__setattr__(self, name, value)
+
+        keep("img_size", check_int_pair(self.img_size, "img_size"))
+        keep("patch_size", check_int_pair(self.patch_size, "patch_size"))
+        for name in ("in_chans", "embed_dim", "depth", "num_heads"):
+            keep(name, check_positive_int(getattr(self, name), name))
+        for name in ("num_classes", "reg_tokens"):
+            keep(name, check_non_negative_int(getattr(self, name), name))
+        check_finite_positive(self.mlp_ratio, "mlp_ratio")
+        for name in ("qkv_bias", "class_token", "no_embed_class", "norm_first", "grad_checkpointing", "dynamic_img_size"):
+            check_bool(getattr(self, name), name)
+        if self.global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {self.global_pool!r}")
+        if self.global_pool == "token" and not self.class_token:
+            raise ValueError("global_pool='token' needs class_token=True; use global_pool='avg'")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        if self.no_embed_class and not (self.class_token or self.reg_tokens):
+            keep("no_embed_class", False)  # nothing in front of the grid: the two layouts coincide
+
+    @classmethod
+    def of(cls, config: ViTConfig | None = None, /, **options) -> ViTConfig:
+        """``config`` (the defaults if None) with ``options`` replacing its fields."""
+        if config is not None and not isinstance(config, cls):
+            raise TypeError(f"config must be a ViTConfig (give the options by keyword), got {type(config).__name__} {config!r}")
+        return replace(config or cls(), **options)
+
+
+class VisionTransformer(nn.Module):
+    """A ViT classifier: ``(B, C, H, W)`` images -> ``(B, num_classes)`` logits.
+
+    Built from a :class:`ViTConfig`, its fields given as keywords, or both (the keywords
+    replace the config's values): ``VisionTransformer(embed_dim=192, num_heads=3)``,
+    ``VisionTransformer(config, num_classes=10)``.
 
     Attributes:
+        config: the :class:`ViTConfig` of the model as it is now (its image size may have
+            changed since it was built).
         num_prefix_tokens: class + register tokens in front of the patch tokens.
         grid_size: ``(rows, cols)`` of the patch grid at ``img_size``.
     """
 
-    def __init__(
-        self,
-        img_size=224,
-        patch_size=16,
-        in_chans: int = 3,
-        num_classes: int = 1000,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        class_token: bool = True,
-        global_pool: str = "token",
-        reg_tokens: int = 0,
-        no_embed_class: bool = False,
-        norm_first: bool = True,
-        grad_checkpointing: bool = False,
-        dynamic_img_size: bool = False,
-    ):
+    def __init__(self, config: ViTConfig | None = None, /, **options):
         super().__init__()
-        for name, value in (
-            ("class_token", class_token), ("no_embed_class", no_embed_class), ("grad_checkpointing", grad_checkpointing)
-        ):
-            check_bool(value, name)
-        if global_pool not in ("token", "avg"):
-            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
-        if global_pool == "token" and not class_token:
-            raise ValueError("global_pool='token' needs class_token=True; use global_pool='avg'")
-        for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads)):
-            _positive_int(value, name)
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
-        if isinstance(reg_tokens, bool) or not isinstance(reg_tokens, int) or reg_tokens < 0:
-            raise ValueError(f"reg_tokens must be a non-negative int, got {reg_tokens!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
-        if no_embed_class and not (class_token or reg_tokens):
-            no_embed_class = False  # nothing in front of the grid: the two layouts coincide
+        config = ViTConfig.of(config, **options)
+        self._config = config
+        self.num_classes = config.num_classes
+        self.embed_dim = self.num_features = embed_dim = config.embed_dim
+        self.global_pool = config.global_pool
+        self.no_embed_class = config.no_embed_class
+        self.grad_checkpointing = config.grad_checkpointing
+        self.num_reg_tokens = config.reg_tokens
+        self.num_prefix_tokens = int(config.class_token) + config.reg_tokens
 
-        self.num_classes = num_classes
-        self.embed_dim = self.num_features = embed_dim
-        self.global_pool = global_pool
-        self.no_embed_class = no_embed_class
-        self.grad_checkpointing = grad_checkpointing
-        self.num_reg_tokens = reg_tokens
-        self.num_prefix_tokens = int(class_token) + reg_tokens
-
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, dynamic_img_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
-        self.reg_token = nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
-        embed_len = self.patch_embed.num_patches + (0 if no_embed_class else self.num_prefix_tokens)
+        self.patch_embed = PatchEmbed(config.img_size, config.patch_size, config.in_chans, embed_dim, config.dynamic_img_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if config.class_token else None
+        self.reg_token = nn.Parameter(torch.zeros(1, config.reg_tokens, embed_dim)) if config.reg_tokens else None
+        embed_len = self.patch_embed.num_patches + (0 if config.no_embed_class else self.num_prefix_tokens)
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_len, embed_dim))
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, norm_first) for _ in range(depth)
+            Block(embed_dim, config.num_heads, config.mlp_ratio, config.qkv_bias, config.norm_first)
+            for _ in range(config.depth)
         )
         # timm's rule, kept for checkpoint compatibility: with token pooling the final LayerNorm
         # acts on every token (``norm``); with average pooling it acts on the pooled vector
         # (``fc_norm``). Either way there is exactly one final LayerNorm.
-        use_fc_norm = global_pool == "avg"
+        use_fc_norm = config.global_pool == "avg"
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
         self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS) if use_fc_norm else nn.Identity()
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes else nn.Identity()
+        self.head = nn.Linear(embed_dim, config.num_classes) if config.num_classes else nn.Identity()
         self.reset_parameters()
+
+    @property
+    def config(self) -> ViTConfig:
+        """The configuration of the model as it is now."""
+        return replace(
+            self._config,
+            img_size=self.img_size,
+            dynamic_img_size=self.dynamic_img_size,
+            grad_checkpointing=self.grad_checkpointing,
+        )
 
     # ---- construction helpers -------------------------------------------------------------
 
@@ -343,12 +373,12 @@ class VisionTransformer(nn.Module):
 
         Args:
             img_size: the new ``(H, W)`` (an int means square); multiples of the patch size.
-            mode, antialias: as in :func:`vitcourse.posembed.resample_pos_embed`.
+            mode, antialias: as in :func:`vitcourse.models.posembed.resample_pos_embed`.
 
         Afterwards the model takes ``img_size`` inputs with no per-call resampling, and its
         logits equal those of the same model run with ``dynamic_img_size=True`` at that size.
         """
-        new_size = _pair(img_size, "img_size")
+        new_size = check_int_pair(img_size, "img_size")
         check_resample_options(mode)  # also when the grid stays the same and nothing is resampled
         patch = self.patch_embed.patch_size
         if new_size[0] % patch[0] or new_size[1] % patch[1]:
@@ -442,38 +472,3 @@ class VisionTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, num_classes)``."""
         return self.forward_head(self.forward_features(x))
-
-
-# ---- 5. Causal attention, for next-token prediction over patches (chapter 2.5) -------------
-
-
-class CausalAttention(Attention):
-    """:class:`Attention` with a causal mask: token i attends to tokens <= i.
-
-    Same parameters (``qkv``, ``proj``) as the bidirectional layer; only the mask differs, so
-    the output at position i cannot depend on any later input, which is what lets a model be
-    trained to predict token i + 1 from position i on every position at once.
-    """
-
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
-        batch, tokens, dim = x.shape
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        if return_attention:
-            scores = q @ k.transpose(-2, -1) * self.scale
-            future = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).triu(1)
-            weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-            out = weights @ v
-        else:
-            weights = None
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        out = self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
-        return (out, weights) if return_attention else out
-
-
-def causal_block(dim: int, num_heads: int, mlp_ratio: float = 4.0) -> Block:
-    """A Pre-LN :class:`Block` whose attention is :class:`CausalAttention`."""
-    block = Block(dim, num_heads, mlp_ratio)
-    block.attn = CausalAttention(dim, num_heads)
-    return block

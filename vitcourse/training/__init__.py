@@ -1,7 +1,7 @@
 """Training: the loop and everything it is made of.
 
-- ``loop``: :func:`fit` and :func:`evaluate`;
-- ``losses``: what ``fit`` minimises (:class:`Objective`), DeiT's distillation loss, CLIP's
+- ``loop``: ``fit`` and ``evaluate``;
+- ``losses``: what ``fit`` minimises (``Objective``), DeiT's distillation loss, CLIP's
   contrastive loss;
 - ``optim``: parameter groups for weight decay, the warm-up + cosine schedule;
 - ``checkpoints``: save, load and resume a run;

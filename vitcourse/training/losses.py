@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..validation import check_class_labels, check_finite_positive, check_real, check_tensor
 
 __all__ = ["Objective", "distillation_loss", "contrastive_loss", "DISTILLATION_KINDS"]
 
@@ -27,17 +28,14 @@ DISTILLATION_KINDS = ("none", "soft", "hard")
 def _check_distillation_args(kind, alpha, tau) -> None:
     if kind not in DISTILLATION_KINDS:
         raise ValueError(f"kind must be one of {DISTILLATION_KINDS}, got {kind!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0 or not math.isfinite(tau):
-        raise ValueError(f"tau must be a positive number, got {tau!r}")
+    check_real(alpha, "alpha", "a number in [0, 1]", lambda v: 0 <= v <= 1)
+    check_real(tau, "tau", "a positive number", lambda v: v > 0)
 
 
 def _check_distillation_inputs(cls_logits, dist_logits, teacher_logits, labels, kind, label_smoothing) -> None:
     """The tensors distillation_loss needs for ``kind``: logits ``(B, K)`` of one floating dtype,
     labels ``(B,)`` integer class indices in ``[0, K)``."""
-    if not isinstance(cls_logits, torch.Tensor):
-        raise TypeError(f"cls_logits must be a tensor, got {type(cls_logits).__name__}")
+    check_tensor(cls_logits, "cls_logits")
     if cls_logits.dim() != 2 or not cls_logits.is_floating_point():
         raise ValueError(f"cls_logits must be floating-point (B, K), got {cls_logits.dtype} {tuple(cls_logits.shape)}")
     needed = [("dist_logits", dist_logits), ("teacher_logits", teacher_logits)] if kind != "none" else []
@@ -47,19 +45,13 @@ def _check_distillation_inputs(cls_logits, dist_logits, teacher_logits, labels, 
         if value.shape != cls_logits.shape or not value.is_floating_point():
             raise ValueError(f"{name} must be floating-point with the shape of cls_logits {tuple(cls_logits.shape)}, "
                              f"got {value.dtype} {tuple(value.shape)}")
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"labels must be a tensor, got {type(labels).__name__}")
+    check_tensor(labels, "labels")
     if labels.shape != cls_logits.shape[:1]:
         raise ValueError(f"labels must be ({cls_logits.shape[0]},), got {tuple(labels.shape)}")
-    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
-        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
-    # On a GPU this check would wait for the device at every step; fit checks labels once, up front.
-    on_cpu = labels.device.type == "cpu"
-    if on_cpu and labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < cls_logits.shape[1]:
-        raise ValueError(f"labels must lie in [0, {cls_logits.shape[1]}) for {cls_logits.shape[1]} classes, "
-                         f"got values from {int(labels.min())} to {int(labels.max())}")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+    # Reading the values back on a GPU would wait for the device at every step; fit checks the
+    # labels once, up front.
+    check_class_labels(labels, "labels", cls_logits.shape[1], values=labels.device.type == "cpu")
+    check_real(label_smoothing, "label_smoothing", "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def distillation_loss(
@@ -134,10 +126,8 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, temperatur
         raise ValueError(
             f"image_emb and text_emb must both be (B, E), got {tuple(image_emb.shape)} and {tuple(text_emb.shape)}"
         )
-    if not isinstance(temperature, torch.Tensor) and (
-        isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0
-    ):
-        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    if not isinstance(temperature, torch.Tensor):
+        check_finite_positive(temperature, "temperature")
     logits = F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T / temperature
     target = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
