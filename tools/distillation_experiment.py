@@ -5,10 +5,10 @@ knowledge distillation through the class head; hard distillation through a disti
 token, read out from the class head, the distillation head and both fused), on the full
 digits training set and on a small stratified fraction of it, and prints a table of
 mean ± std test accuracy and wall time. The core is
-:func:`vitcourse.experiments.distillation.run_distillation_experiment`, which the hands-on chapter calls with
-smaller settings.
+:func:`vitcourse.experiments.distillation.run_distillation_experiment`, which the hands-on
+chapter calls with smaller settings.
 
-    python scripts/distillation_experiment.py --seeds 0 1 2 --fractions 1.0 0.2 --out results.json
+    python tools/distillation_experiment.py --seeds 0 1 2 --fractions 1.0 0.2 --out results.json
 """
 
 from __future__ import annotations
