@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import ROOT
 from vitcourse.course.claims import (
     ClaimFailed,
     claim,
@@ -18,7 +19,6 @@ from vitcourse.course.claims import (
     claim_separated,
     seed_summary,
 )
-from tests.conftest import ROOT
 
 
 def test_claim_prints_the_statement_and_nothing_measured(capsys):
