@@ -392,3 +392,60 @@ def test_center_crop_resize_refuses_channels_last_photos():
     # channels-first images whose width happens to be 3 or 4 still work
     assert center_crop_resize(torch.rand(3, 10, 4), 4).shape == (3, 4, 4)
     assert center_crop_resize(torch.rand(1, 6, 3), 2).shape == (1, 2, 2)
+
+
+def _striped_cells(image, p):
+    """Row-major indices of the cells of a noise- and clutter-free occlusion image that are not blank."""
+    g = image.shape[-1] // p
+    cells = image[0].reshape(g, p, g, p).permute(0, 2, 1, 3).reshape(g * g, p, p)
+    return [i for i, cell in enumerate(cells) if cell.abs().sum() > 0], g
+
+
+def test_two_patch_occlusion_max_distance_bounds_the_pair():
+    for low, high in ((3, 3), (3, 5), (5, 5)):
+        data = two_patch_occlusion(60, seed=4, image_size=24, patch_size=4, clutter=0, noise=0.0,
+                                   min_distance=low, max_distance=high)
+        distances = set()
+        for image in data.images:
+            (a, b), g = _striped_cells(image, 4)
+            distances.add(max(abs(a // g - b // g), abs(a % g - b % g)))
+        assert distances <= set(range(low, high + 1)) and low in distances and high in distances
+
+
+def test_two_patch_occlusion_orientations_give_four_versions_of_the_same_images():
+    default = two_patch_occlusion(80, seed=5, image_size=20, min_distance=2)
+    settings = ((0, 0), (0, 1), (1, 0), (1, 1))
+    versions = [two_patch_occlusion(80, seed=5, image_size=20, min_distance=2, orientations=o) for o in settings]
+    assert [v.labels.unique().tolist() for v in versions] == [[0], [1], [1], [0]]
+    # each drawn image is one of its four versions: fixing the stripes changes nothing else
+    for i in range(80):
+        assert sum(torch.equal(v.images[i], default.images[i]) for v in versions) == 1
+
+    def cells(images, g=5, p=4):
+        return images[:, 0].reshape(-1, g, p, g, p).permute(0, 1, 3, 2, 4).reshape(-1, g * g, p, p)
+
+    # the versions differ inside exactly two cells; flipping the first stripe changes one of them
+    differ = (cells(versions[0].images) != cells(versions[3].images)).flatten(2).any(2)
+    assert (differ.sum(1) == 2).all()
+    first_only = (cells(versions[0].images) != cells(versions[2].images)).flatten(2).any(2)
+    assert (first_only.sum(1) == 1).all() and (first_only <= differ).all()
+    # without noise, flipping a stripe's orientation transposes its cell
+    clean = [two_patch_occlusion(10, seed=6, clutter=0, noise=0.0, orientations=o) for o in settings]
+    for v0, v2 in zip(clean[0].images, clean[2].images, strict=True):
+        (a, _), _ = _striped_cells(v0, 4)
+        r, c = divmod(a, 4)
+        assert torch.equal(v2[0, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4], v0[0, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4].T)
+
+
+def test_two_patch_occlusion_refuses_impossible_distances_and_orientations():
+    with pytest.raises(ValueError, match="min_distance"):
+        two_patch_occlusion(5, image_size=16, min_distance=4)  # a 4 x 4 grid has no pair 4 cells apart
+    with pytest.raises(ValueError, match="max_distance"):
+        two_patch_occlusion(5, min_distance=3, max_distance=2)
+    with pytest.raises(ValueError, match=r"orientations\[1\]"):
+        two_patch_occlusion(5, orientations=(0, 2))
+    with pytest.raises(ValueError, match="orientations"):
+        two_patch_occlusion(5, orientations=(1,))
+    for bad in ("01", 1, (True, 0)):
+        with pytest.raises(TypeError, match="orientations"):
+            two_patch_occlusion(5, orientations=bad)

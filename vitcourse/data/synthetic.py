@@ -22,14 +22,15 @@ def _check_task_args(n, image_size, patch_size):
     check_int(image_size, "image_size", f"a positive multiple of patch_size={patch_size}", lambda v: v > 0 and v % patch_size == 0)
 
 
-def _cells_far_apart(rng: np.random.Generator, grid: int, taken: set, min_distance: int):
-    """Two free grid cells at Chebyshev distance >= min_distance (None if there are none)."""
+def _cells_far_apart(rng: np.random.Generator, grid: int, taken: set, min_distance: int, max_distance: int | None = None):
+    """Two free grid cells at Chebyshev distance in ``[min_distance, max_distance]`` (None if there are none)."""
+    far = grid if max_distance is None else max_distance
     free = [(r, c) for r in range(grid) for c in range(grid) if (r, c) not in taken]
     pairs = [
         (a, b)
         for i, a in enumerate(free)
         for b in free[i + 1 :]
-        if max(abs(a[0] - b[0]), abs(a[1] - b[1])) >= min_distance
+        if min_distance <= max(abs(a[0] - b[0]), abs(a[1] - b[1])) <= far
     ]
     if not pairs:
         return None
@@ -120,6 +121,8 @@ def two_patch_occlusion(
     clutter: int = 4,
     min_distance: int = 2,
     noise: float = 0.1,
+    max_distance: int | None = None,
+    orientations: tuple[int, int] | None = None,
 ) -> ImageData:
     """Two distant evidence patches, each alone uninformative; the label needs both.
 
@@ -129,6 +132,17 @@ def two_patch_occlusion(
     every pixel gets Gaussian noise. Since each bit is a fair coin, one patch alone predicts
     the label at chance: a model must relate the two distant patches.
 
+    Args:
+        min_distance, max_distance: the Chebyshev distance between the two striped cells (the
+            larger of the row and the column offsets, in cells) lies in this range;
+            ``max_distance=None`` allows up to the grid's side, and ``min_distance ==
+            max_distance == d`` puts every pair exactly ``d`` cells apart.
+        orientations: ``(first, second)``, each 0 (horizontal) or 1 (vertical), fixes the two
+            stripes (the first in row-major order first) instead of drawing them. Everything else
+            (the cells, the clutter, the noise) is drawn exactly as without it, so one seed with
+            the four settings gives four versions of the same images that differ only inside the
+            two striped cells, labelled same, different, different, same.
+
     Returns:
         :class:`ImageData`, images ``(n, 1, image_size, image_size)``, 2 classes
         ("same", "different").
@@ -137,14 +151,26 @@ def two_patch_occlusion(
     grid = image_size // patch_size
     if clutter + 2 > grid * grid:
         raise ValueError(f"clutter={clutter} does not fit a {grid}x{grid} grid")
+    check_int(min_distance, "min_distance", f"an int in [1, {grid - 1}] on a {grid}x{grid} grid", lambda v: 1 <= v < grid)
+    if max_distance is not None:
+        check_int(max_distance, "max_distance", f"None or an int >= min_distance={min_distance}", lambda v: v >= min_distance)
+    if orientations is not None:
+        if isinstance(orientations, (str, bytes)) or not isinstance(orientations, (tuple, list)):
+            raise TypeError(f"orientations must be None or a pair of 0 / 1, got {orientations!r}")
+        if len(orientations) != 2:
+            raise ValueError(f"orientations must be a pair (first, second), got {orientations!r}")
+        for k, value in enumerate(orientations):
+            check_int(value, f"orientations[{k}]", "0 (horizontal) or 1 (vertical)", lambda v: v in (0, 1))
     rng = np.random.default_rng(seed)
     patterns = [_stripes(patch_size, False), _stripes(patch_size, True)]
     images = np.zeros((n, 1, image_size, image_size), dtype=np.float32)
     labels = np.zeros(n, dtype=np.int64)
     p = patch_size
     for i in range(n):
-        a, b = _cells_far_apart(rng, grid, set(), min_distance)
-        bits = rng.integers(0, 2, size=2)
+        a, b = _cells_far_apart(rng, grid, set(), min_distance, max_distance)
+        bits = rng.integers(0, 2, size=2)  # drawn even when fixed, so that the rest of the stream is the same
+        if orientations is not None:
+            bits = np.asarray(orientations)
         for (r, c), bit in zip((a, b), bits, strict=False):
             images[i, 0, r * p : (r + 1) * p, c * p : (c + 1) * p] = patterns[bit]
         free = [(r, c) for r in range(grid) for c in range(grid) if (r, c) not in (a, b)]
