@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the public API: for readers and type checkers, and the tabl
     )
     from .analysis.memory import SavedTensorMeter
     from .analysis.patch_snr import min_object_size
+    from .analysis.shapes import layer_shapes
     from .data.cifar import load_cifar10
     from .data.digits import load_digits
     from .data.photos import center_crop_resize, load_photo, load_photos
@@ -47,7 +48,7 @@ if TYPE_CHECKING:  # the public API: for readers and type checkers, and the tabl
     from .data.synthetic import diagonal_2x2, two_halves_counting, two_patch_occlusion
     from .experiments.distillation import run_distillation_experiment
     from .models.attention import Attention
-    from .models.convnet import SmallCNN
+    from .models.convnet import PatchCNN, SmallCNN
     from .models.deit import DistilledVisionTransformer
     from .models.patches import patchify, unpatchify
     from .models.posembed import resample_pos_embed, sincos_pos_embed_2d

@@ -266,3 +266,143 @@ def plot_rollout_on_image(image, rollout_map, title: str = ""):
     axes[1].imshow(heat.numpy(), cmap="inferno", alpha=0.6)
     axes[1].set_title("attention rollout (class token)")
     return _image_figure(fig, axes, title)
+
+
+# ---- chapter 1.4: the whole ViT ------------------------------------------------------------
+
+
+def _batch_shape(shape) -> str:
+    """``(1, 5, 64)`` -> ``"(B, 5, 64)"``: the batch dimension by its name."""
+    return "(" + ", ".join(["B", *(str(size) for size in shape[1:])]) + ")"
+
+
+def plot_vit_architecture(config, shapes: dict, title: str = ""):
+    """Draw a Pre-LN ViT as boxes and arrows, each part labelled with its size and its output shape.
+
+    Args:
+        config: the model's :class:`~vitcourse.models.vit.ViTConfig` (``model.config``): patch
+            size, width, depth, heads, MLP ratio, classes, pooling are read from it.
+        shapes: :func:`vitcourse.analysis.shapes.layer_shapes` of that model, ``{module name:
+            (input shape, output shape)}``, from which every shape in the figure is printed
+            (``B`` stands for the batch dimension). Needs ``patch_embed``, ``blocks.0`` and its
+            ``norm1``, ``attn``, ``norm2``, ``mlp``, ``mlp.fc1``, the final ``norm`` or
+            ``fc_norm``, and ``head``.
+        title: the figure's title.
+
+    Top to bottom: image, patch embedding, class token, position embeddings, one block drawn
+    with its two residual branches (LayerNorm -> attention -> add, LayerNorm -> MLP -> add) and
+    its repeat count, the final LayerNorm, the pooling and the linear head. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    if not config.norm_first:
+        raise ValueError("plot_vit_architecture draws Pre-LN models (norm_first=True); got a Post-LN config")
+    if not config.num_classes:
+        raise ValueError("plot_vit_architecture draws a classifier; got num_classes=0 (no head)")
+    needed = ["patch_embed", "blocks.0", "blocks.0.norm1", "blocks.0.attn", "blocks.0.norm2", "blocks.0.mlp",
+              "blocks.0.mlp.fc1", "head", "fc_norm" if config.global_pool == "avg" else "norm"]
+    missing = [name for name in needed if name not in shapes]
+    if missing:
+        raise ValueError(f"shapes lacks {missing}: pass layer_shapes(model, x) of a VisionTransformer with this config")
+
+    dim, (ph, pw) = config.embed_dim, config.patch_size
+    rows, cols = config.img_size[0] // ph, config.img_size[1] // pw
+    hidden = shapes["blocks.0.mlp.fc1"][1][-1]
+    colours = {"io": "#eeeeee", "embed": "#cfe2f3", "norm": "#fff2cc", "attn": "#fce5cd", "mlp": "#d9ead3",
+               "head": "#e6dcf0"}
+    fig, ax = plt.subplots(figsize=(7.6, 9.8))
+    ax.axis("off")
+    cx, width, height, step = 3.3, 4.6, 0.95, 1.35   # box centre, size, and the distance between boxes
+    shape_x = cx + width / 2 + 0.25                  # where the shapes are written
+
+    def box(y, text, kind, shape=None, note=None):
+        ax.add_patch(FancyBboxPatch((cx - width / 2, y - height / 2), width, height,
+                                    boxstyle="round,pad=0.02,rounding_size=0.15", fc=colours[kind], ec="0.35", lw=1))
+        ax.text(cx, y, text, ha="center", va="center", fontsize=10)
+        if shape is not None:
+            ax.text(shape_x, y + (0.17 if note else 0), _batch_shape(shape), ha="left", va="center",
+                    fontsize=10, family="monospace")
+        if note:
+            ax.text(shape_x, y - 0.28, note, ha="left", va="center", fontsize=8.5, color="0.35")
+
+    def arrow(y_from, y_to, x=cx):
+        ax.annotate("", xy=(x, y_to), xytext=(x, y_from), arrowprops=dict(arrowstyle="-|>", color="0.3", lw=1.1))
+
+    def plus(y):  # a marker stays round whatever the axes' aspect ratio
+        ax.plot([cx], [y], marker="o", ms=17, mfc="white", mec="0.3", mew=1.1, zorder=3)
+        ax.text(cx, y, "+", ha="center", va="center", fontsize=13, zorder=4)
+
+    # the embedding
+    y = 0.0
+    box(y, f"image  {config.in_chans} × {config.img_size[0]} × {config.img_size[1]}", "io", shapes["patch_embed"][0])
+    sequence = shapes["blocks.0"][0]
+    embedding = [(f"patch embedding: {rows * cols} patches of {ph} × {pw},\n"
+                  f"Linear({config.in_chans * ph * pw} → {dim}) on each", "embed", shapes["patch_embed"][1], None)]
+    if config.class_token:
+        embedding.append(("prepend the class token", "embed", sequence, None))
+    embedding.append(("+ position embeddings", "embed", sequence, "learned, one per token"))
+    for text, kind, shape, note in embedding:
+        arrow(y - height / 2, y - step + height / 2)
+        y -= step
+        box(y, text, kind, shape, note)
+
+    # one block: LN -> attention -> add, LN -> MLP -> add, with the residual branches on the left
+    top = y - 0.75
+    fork_1 = top - 0.6
+    ax.plot([cx, cx], [y - height / 2, fork_1], color="0.3", lw=1.1)   # into the block, to the first fork
+    y_norm1 = fork_1 - 0.95
+    y_attn = y_norm1 - step
+    y_plus1 = y_attn - 1.2
+    fork_2 = y_plus1 - 0.5
+    y_norm2 = fork_2 - 0.95
+    y_mlp = y_norm2 - step
+    y_plus2 = y_mlp - 1.2
+    bottom = y_plus2 - 0.45
+    box(y_norm1, "LayerNorm", "norm", shapes["blocks.0.norm1"][1])
+    box(y_attn, f"multi-head self-attention:\n{config.num_heads} heads of {dim // config.num_heads}", "attn",
+        shapes["blocks.0.attn"][1])
+    box(y_norm2, "LayerNorm", "norm", shapes["blocks.0.norm2"][1])
+    box(y_mlp, f"MLP: Linear({dim} → {hidden}), GELU,\nLinear({hidden} → {dim})", "mlp", shapes["blocks.0.mlp"][1],
+        f"hidden {_batch_shape(shapes['blocks.0.mlp.fc1'][1])}")
+    plus(y_plus1)
+    plus(y_plus2)
+    arrow(fork_1, y_norm1 + height / 2)
+    arrow(y_norm1 - height / 2, y_attn + height / 2)
+    arrow(y_attn - height / 2, y_plus1 + 0.3)
+    arrow(y_plus1 - 0.3, y_norm2 + height / 2)
+    arrow(y_norm2 - height / 2, y_mlp + height / 2)
+    arrow(y_mlp - height / 2, y_plus2 + 0.3)
+    stream_x = cx - width / 2 - 0.55
+    for fork, joint in ((fork_1, y_plus1), (fork_2, y_plus2)):
+        ax.plot([cx], [fork], marker="o", ms=4, color="0.3")
+        ax.plot([cx, stream_x, stream_x], [fork, fork, joint], color="0.3", lw=1.1)
+        ax.annotate("", xy=(cx - 0.3, joint), xytext=(stream_x, joint), arrowprops=dict(arrowstyle="-|>", color="0.3", lw=1.1))
+    right = shape_x + 3.3                             # the frame reaches past the shapes and notes
+    ax.add_patch(FancyBboxPatch((stream_x - 0.45, bottom), right - stream_x + 0.45, top - bottom,
+                                boxstyle="round,pad=0.02,rounding_size=0.2", fc="none", ec="0.45", lw=1.2, ls="--"))
+    ax.text(stream_x - 0.3, top - 0.3, f"block × {config.depth}  (Pre-LN)", ha="left", va="center", fontsize=10,
+            weight="bold")
+    ax.text(stream_x - 0.12, (top + bottom) / 2, "residual stream", rotation=90, ha="right", va="center",
+            fontsize=8.5, color="0.35")
+
+    # the head
+    if config.global_pool == "avg":
+        ending = [("mean of the patch tokens", "head", shapes["fc_norm"][0]),
+                  ("LayerNorm (final)", "norm", shapes["fc_norm"][1])]
+    else:
+        ending = [("LayerNorm (final)", "norm", shapes["norm"][1]),
+                  ("the class token's vector, x[:, 0]", "head", shapes["head"][0])]
+    ending.append((f"linear head: Linear({dim} → {config.num_classes})", "head", shapes["head"][1]))
+    y = y_plus2
+    for k, (text, kind, shape) in enumerate(ending):
+        y_next = bottom - 0.85 if k == 0 else y - step
+        arrow((y - 0.3) if k == 0 else (y - height / 2), y_next + height / 2)
+        y = y_next
+        box(y, text, kind, shape, "logits" if k == len(ending) - 1 else None)
+    ax.set_xlim(0, right + 0.2)
+    ax.set_ylim(y - 0.8, 0.7)
+    if title:
+        ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return fig
