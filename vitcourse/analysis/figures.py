@@ -174,21 +174,35 @@ def plot_history(histories: dict, title: str = ""):
     """Training curves from :func:`vitcourse.training.loop.fit` histories: loss (left), accuracy (right).
 
     Args:
-        histories: ``{name: history}``, each history a list of per-epoch dicts with ``epoch``,
-            ``train_loss``, ``train_accuracy`` and optionally ``test_loss``, ``test_accuracy``.
+        histories: ``{name: history}`` or ``{name: [history, ...]}`` (one run per seed). A history
+            is a list of per-epoch dicts with ``epoch``, ``train_loss``, ``train_accuracy`` and
+            optionally ``test_loss``, ``test_accuracy``; the runs of one name must share their
+            epochs. Training curves are dashed, test curves solid. With several runs, a line is
+            their mean and a shaded band spans the lowest to the highest run at each epoch.
+        title: the figure's title.
 
     Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for k, (name, history) in enumerate(histories.items()):
-        color = f"C{k}"
-        epochs = [h["epoch"] for h in history]
+    for k, (name, runs) in enumerate(histories.items()):
+        runs = [runs] if isinstance(runs, list) and runs and isinstance(runs[0], dict) else list(runs)
+        if not runs or any(not run for run in runs):
+            raise ValueError(f"histories[{name!r}] must be a non-empty history or a list of them")
+        epochs = [h["epoch"] for h in runs[0]]
+        if any([h["epoch"] for h in run] != epochs for run in runs):
+            raise ValueError(f"the runs of histories[{name!r}] must share their epochs")
         for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
-            ax.plot(epochs, [h[f"train_{key}"] for h in history], color=color, ls="--", label=f"{name} train")
-            if f"test_{key}" in history[0]:
-                ax.plot(epochs, [h[f"test_{key}"] for h in history], color=color, label=f"{name} test")
+            for split, style in (("train", "--"), ("test", "-")):
+                if f"{split}_{key}" not in runs[0][0]:
+                    continue
+                values = np.array([[h[f"{split}_{key}"] for h in run] for run in runs])  # (runs, epochs)
+                label = f"{name} {split}" + (f" (mean of {len(runs)})" if len(runs) > 1 else "")
+                ax.plot(epochs, values.mean(axis=0), color=f"C{k}", ls=style, label=label)
+                if len(runs) > 1:
+                    ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=f"C{k}", alpha=0.2, lw=0)
     axes[0].set_ylabel("cross-entropy")
     axes[1].set_ylabel("accuracy")
     for ax in axes:
