@@ -159,6 +159,16 @@ def test_every_named_configuration_is_registered_by_the_registry_alone():
         "cnn_digits", "deit_base_distilled_patch16_224", "deit_digits_distilled", "deit_small_distilled_patch16_224",
         "deit_tiny_distilled_patch16_224", "vit_base_patch16_224", "vit_digits", "vit_large_patch16_224",
         "vit_small_patch16_224", "vit_tiny_patch16_224",
+        # the pretrained families (tests/test_families.py)
+        "vit_huge_patch14_224", "vit_base_patch32_224", "vit_base_patch16_384",
+        "deit3_small_patch16_224", "deit3_base_patch16_224", "deit3_large_patch16_224",
+        "vit_small_patch16_224.dino", "vit_small_patch8_224.dino", "vit_base_patch16_224.dino",
+        "vit_base_patch16_224.mae", "vit_large_patch16_224.mae",
+        "vit_small_patch14_dinov2", "vit_base_patch14_dinov2", "vit_large_patch14_dinov2",
+        "vit_small_patch14_reg4_dinov2", "vit_base_patch14_reg4_dinov2", "vit_large_patch14_reg4_dinov2",
+        "vit_base_patch32_clip_224", "vit_base_patch16_clip_224", "vit_large_patch14_clip_224",
+        "vit_base_patch32_clip_quickgelu_224", "vit_base_patch16_clip_quickgelu_224",
+        "vit_large_patch14_clip_quickgelu_224",
     ])
 
 

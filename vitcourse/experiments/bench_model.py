@@ -41,6 +41,7 @@ import statistics
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -89,6 +90,7 @@ def _timm_twin(ours: nn.Module):
     if type(ours) is not VisionTransformer:
         return None
     try:
+        from timm.layers import LayerNorm
         from timm.models.vision_transformer import VisionTransformer as TimmViT
     except ImportError:
         return None
@@ -96,6 +98,8 @@ def _timm_twin(ours: nn.Module):
     config.pop("grad_checkpointing")
     if not config.pop("norm_first"):
         return None  # timm has no Post-LN ViT
+    # The one setting timm names otherwise: the LayerNorms' eps is a property of its norm_layer.
+    config["norm_layer"] = partial(LayerNorm, eps=config.pop("norm_eps"))
     with torch.device("meta"):
         theirs = TimmViT(**config)
     theirs = theirs.to_empty(device="cpu")

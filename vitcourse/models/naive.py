@@ -96,8 +96,12 @@ class NaiveViT(nn.Module):
 
 def naive_twin(ours: VisionTransformer) -> NaiveViT | None:
     """A :class:`NaiveViT` with ``ours``'s weights, or None when ``ours`` is not a plain
-    class-token ViT (register tokens, average pooling, no class token...)."""
+    class-token ViT (register tokens, average pooling, no class token, layer scale, CLIP's
+    pre-norm, QuickGELU or another LayerNorm eps...)."""
     if ours.cls_token is None or ours.reg_token is not None or ours.global_pool != "token" or ours.no_embed_class:
+        return None
+    config = ours.config
+    if config.init_values is not None or config.pre_norm or config.act_layer != "gelu" or config.norm_eps != LAYER_NORM_EPS:
         return None
     block = ours.blocks[0]
     naive = NaiveViT(

@@ -5,7 +5,9 @@
     image (B, C, H, W)
       -> PatchEmbed: cut into p x p patches, map each linearly to D dims       (B, N, D)
       -> prepend the class token (and register tokens), add position embeddings (B, 1+N, D)
+         (CLIP: then a LayerNorm, ``pre_norm``)
       -> depth x Block: x + Attention(LN(x)), then x + Mlp(LN(x))              (Pre-LN)
+         (DINOv2, DeiT III: each branch scaled per channel, ``init_values``)
       -> LayerNorm, pool (the class token, or the mean of the patch tokens), Linear head
 
 A :class:`ViTConfig` holds the hyperparameters (timm's names and defaults); the named
@@ -18,6 +20,7 @@ the exact (erf) GELU follow timm's ``VisionTransformer``, so a timm state dict l
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -64,7 +67,7 @@ class PatchEmbed(nn.Module):
     checkpoints load), because a linear map of each flattened patch *is* that convolution:
     ``patchify(x) @ proj.weight.flatten(1).T + proj.bias``. We compute it in that form, a
     reshape and one matrix multiply, which is as fast as the convolution for large images and
-    faster for the tiny course models.
+    faster for the tiny course models. ``bias=False`` drops the bias (CLIP, see ``pre_norm``).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class PatchEmbed(nn.Module):
         in_chans: int = 3,
         embed_dim: int = 768,
         dynamic_img_size: bool = False,
+        bias: bool = True,
     ):
         super().__init__()
         self.img_size = check_int_pair(img_size, "img_size")
@@ -86,7 +90,9 @@ class PatchEmbed(nn.Module):
         self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.dynamic_img_size = check_bool(dynamic_img_size, "dynamic_img_size")
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+        self.proj = nn.Conv2d(
+            in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size, bias=check_bool(bias, "bias")
+        )
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear error for an input the model cannot take."""
@@ -123,17 +129,59 @@ class PatchEmbed(nn.Module):
 # ---- 2. The two sublayers of a block: Attention (attention.py) and the MLP -----------------
 
 
-class Mlp(nn.Module):
-    """The per-token feed-forward network: Linear -> GELU (erf) -> Linear, ``(B, N, D)`` -> same."""
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``, any shape -> same shape: the GELU of OpenAI's CLIP.
 
-    def __init__(self, dim: int, hidden_dim: int):
+    GELU is ``x * Phi(x)`` with ``Phi`` the standard normal CDF; ``sigmoid(1.702 x)`` is a cheap
+    approximation of ``Phi``, which OpenAI trained CLIP with. The two activations differ by up to
+    about 0.02 (tests/test_families.py measures it), enough to move a deep network's features, so
+    a checkpoint must run with the activation it was trained with (timm's ``*_clip_quickgelu_*``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+# The MLP activations, by timm's ``act_layer`` names.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "quick_gelu": QuickGELU}
+
+
+class Mlp(nn.Module):
+    """The per-token feed-forward network: Linear -> activation -> Linear, ``(B, N, D)`` -> same.
+
+    The activation is the exact (erf) GELU of the paper's JAX code and timm, or ``"quick_gelu"``
+    (:class:`QuickGELU`, OpenAI's CLIP).
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, act_layer: str = "gelu"):
         super().__init__()
+        if act_layer not in ACTIVATIONS:
+            raise ValueError(f"act_layer must be one of {sorted(ACTIVATIONS)}, got {act_layer!r}")
         self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()  # exact erf GELU, as in the paper's JAX code and timm
+        self.act = ACTIVATIONS[act_layer]()
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
+
+
+class LayerScale(nn.Module):
+    """Scale each channel of a residual branch by a learned factor: ``(B, N, D)`` -> same.
+
+    A block with layer scale adds ``gamma * f(x)`` instead of ``f(x)`` to the residual stream,
+    ``gamma`` a ``(D,)`` vector that starts tiny (``init_values``: 1e-5 in DINOv2, 1e-6 in DeiT
+    III). Every block then starts close to the identity, which lets deep ViTs train stably (CaiT,
+    Touvron et al., 2021). A checkpoint stores what ``gamma`` learned as ``ls1.gamma`` /
+    ``ls2.gamma`` (timm's names).
+    """
+
+    def __init__(self, dim: int, init_values: float):
+        super().__init__()
+        self.init_values = check_finite_positive(init_values, "init_values")
+        self.gamma = nn.Parameter(torch.full((dim,), self.init_values))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
 
 
 # ---- 3. One encoder layer --------------------------------------------------------------------
@@ -145,7 +193,8 @@ class Block(nn.Module):
     Pre-LN (``norm_first=True``, ViT's choice): ``x + f(LN(x))``; the residual stream is an
     untouched sum, so gradients reach early layers directly and training is stable without
     warm-up tricks. Post-LN (the original Transformer, ``norm_first=False``): ``LN(x + f(x))``.
-    ``is_causal=True`` gives its attention a causal mask (a decoder layer, chapter 2.5).
+    ``is_causal=True`` gives its attention a causal mask (a decoder layer, chapter 2.5). With
+    ``init_values`` each branch ``f`` is followed by a :class:`LayerScale`.
     """
 
     def __init__(
@@ -156,24 +205,30 @@ class Block(nn.Module):
         qkv_bias: bool = True,
         norm_first: bool = True,
         is_causal: bool = False,
+        init_values: float | None = None,
+        act_layer: str = "gelu",
+        norm_eps: float = LAYER_NORM_EPS,
     ):
         super().__init__()
         self.norm_first = check_bool(norm_first, "norm_first")
-        self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        check_finite_positive(norm_eps, "norm_eps")
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, is_causal=is_causal)
-        self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.mlp = Mlp(dim, _mlp_hidden_dim(dim, mlp_ratio))
+        self.ls1 = LayerScale(dim, init_values) if init_values is not None else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, _mlp_hidden_dim(dim, mlp_ratio), act_layer)
+        self.ls2 = LayerScale(dim, init_values) if init_values is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         """``(B, N, D)`` -> ``(B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
         if self.norm_first:  # Pre-LN
             attended, weights = self._attend(self.norm1(x), return_attention)
-            x = x + attended
-            x = x + self.mlp(self.norm2(x))
+            x = x + self.ls1(attended)  # ls1, ls2: layer scale, the identity without init_values
+            x = x + self.ls2(self.mlp(self.norm2(x)))
         else:  # Post-LN
             attended, weights = self._attend(x, return_attention)
-            x = self.norm1(x + attended)
-            x = self.norm2(x + self.mlp(x))
+            x = self.norm1(x + self.ls1(attended))
+            x = self.norm2(x + self.ls2(self.mlp(x)))
         return (x, weights) if return_attention else x
 
     def _attend(self, x: torch.Tensor, return_attention: bool):
@@ -196,7 +251,8 @@ class ViTConfig:
         img_size: training image size, an int or ``(H, W)``.
         patch_size: patch side p, an int or ``(ph, pw)`` (H and W must be multiples of it).
         in_chans: image channels C.
-        num_classes: classes of the head; 0 gives no head (``forward`` returns ``(B, D)``).
+        num_classes: classes of the head; 0 gives no head, and ``forward`` returns the pooled
+            features ``(B, D)`` (self-supervised checkpoints, DINO, DINOv2, MAE, come without one).
         embed_dim: token width D.
         depth: number of blocks.
         num_heads: attention heads (D must be divisible by it).
@@ -213,6 +269,14 @@ class ViTConfig:
             storing them (less memory, about one more forward pass of time).
         dynamic_img_size: accept any image whose sides are multiples of p, resampling the
             position embeddings on the fly (bicubic, antialiased, as timm).
+        init_values: turn on layer scale (:class:`LayerScale`; DINOv2, DeiT III), starting each
+            block's branches at this factor; ``None`` leaves it off.
+        pre_norm: a LayerNorm ``norm_pre`` on the tokens before the first block (CLIP). The
+            patch projection then has no bias: it would only add one vector to every patch
+            token, which the learned position embeddings can do as well.
+        act_layer: the MLP activation, ``"gelu"`` (exact) or ``"quick_gelu"`` (:class:`QuickGELU`,
+            OpenAI's CLIP).
+        norm_eps: every LayerNorm's eps (1e-6, timm's and the JAX ViT's; CLIP's is 1e-5).
     """
 
     img_size: int | tuple[int, int] = 224
@@ -231,6 +295,10 @@ class ViTConfig:
     norm_first: bool = True
     grad_checkpointing: bool = False
     dynamic_img_size: bool = False
+    init_values: float | None = None
+    pre_norm: bool = False
+    act_layer: str = "gelu"
+    norm_eps: float = LAYER_NORM_EPS
 
     def __post_init__(self):
         def keep(name: str, value) -> None:  # a frozen dataclass normalises its fields this way
@@ -243,8 +311,14 @@ class ViTConfig:
         for name in ("num_classes", "reg_tokens"):
             keep(name, check_non_negative_int(getattr(self, name), name))
         check_finite_positive(self.mlp_ratio, "mlp_ratio")
-        for name in ("qkv_bias", "class_token", "no_embed_class", "norm_first", "grad_checkpointing", "dynamic_img_size"):
+        for name in ("qkv_bias", "class_token", "no_embed_class", "norm_first", "grad_checkpointing", "dynamic_img_size",
+                     "pre_norm"):
             check_bool(getattr(self, name), name)
+        if self.init_values is not None:
+            keep("init_values", check_finite_positive(self.init_values, "init_values"))
+        keep("norm_eps", check_finite_positive(self.norm_eps, "norm_eps"))
+        if self.act_layer not in ACTIVATIONS:
+            raise ValueError(f"act_layer must be one of {sorted(ACTIVATIONS)}, got {self.act_layer!r}")
         if self.global_pool not in ("token", "avg"):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {self.global_pool!r}")
         if self.global_pool == "token" and not self.class_token:
@@ -288,21 +362,26 @@ class VisionTransformer(nn.Module):
         self.num_reg_tokens = config.reg_tokens
         self.num_prefix_tokens = int(config.class_token) + config.reg_tokens
 
-        self.patch_embed = PatchEmbed(config.img_size, config.patch_size, config.in_chans, embed_dim, config.dynamic_img_size)
+        self.patch_embed = PatchEmbed(
+            config.img_size, config.patch_size, config.in_chans, embed_dim, config.dynamic_img_size, bias=not config.pre_norm
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if config.class_token else None
         self.reg_token = nn.Parameter(torch.zeros(1, config.reg_tokens, embed_dim)) if config.reg_tokens else None
         embed_len = self.patch_embed.num_patches + (0 if config.no_embed_class else self.num_prefix_tokens)
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_len, embed_dim))
+        eps = config.norm_eps
+        self.norm_pre = nn.LayerNorm(embed_dim, eps=eps) if config.pre_norm else nn.Identity()
         self.blocks = nn.ModuleList(
-            Block(embed_dim, config.num_heads, config.mlp_ratio, config.qkv_bias, config.norm_first)
+            Block(embed_dim, config.num_heads, config.mlp_ratio, config.qkv_bias, config.norm_first,
+                  init_values=config.init_values, act_layer=config.act_layer, norm_eps=eps)
             for _ in range(config.depth)
         )
         # timm's rule, kept for checkpoint compatibility: with token pooling the final LayerNorm
         # acts on every token (``norm``); with average pooling it acts on the pooled vector
         # (``fc_norm``). Either way there is exactly one final LayerNorm.
         use_fc_norm = config.global_pool == "avg"
-        self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
-        self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS) if use_fc_norm else nn.Identity()
+        self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=eps)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=eps) if use_fc_norm else nn.Identity()
         self.head = nn.Linear(embed_dim, config.num_classes) if config.num_classes else nn.Identity()
         self.reset_parameters()
 
@@ -333,6 +412,8 @@ class VisionTransformer(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+            elif isinstance(module, LayerScale):
+                nn.init.constant_(module.gamma, module.init_values)
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -429,7 +510,7 @@ class VisionTransformer(nn.Module):
         """Images ``(B, C, H, W)`` -> the tokens that enter the first block ``(B, prefix + N, D)``."""
         self.patch_embed.check_input(x)
         grid = (x.shape[-2] // self.patch_size[0], x.shape[-1] // self.patch_size[1])
-        return self._pos_embed(self.patch_embed(x), grid)
+        return self.norm_pre(self._pos_embed(self.patch_embed(x), grid))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> the final tokens ``(B, prefix + N, D)`` (after ``norm``)."""
