@@ -12,7 +12,8 @@ import threading
 import pytest
 import torch
 
-from vitcourse.grading import values, wire
+from vitcourse.course import values
+from vitcourse.grading import wire
 from vitcourse.grading.hidden import (
     GradingFailure,
     StudentCrashed,

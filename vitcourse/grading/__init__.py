@@ -7,8 +7,9 @@
 - ``trusted/``: the grader's own process: hidden tests, scoring, the gradebook, tamper evidence,
   the sandbox's control;
 - ``untrusted/``: the sandboxed worker, where student code runs: cells, calls, reference guards;
-- between them, and used by both: ``wire`` (framing), ``values`` (which values may cross),
-  ``notebooks`` (reading an .ipynb), ``references`` (the reference answers' names), ``prctl``;
+- between them, and used by both: ``wire`` (framing), ``notebooks`` (reading an .ipynb),
+  ``references`` (the reference answers' names), ``prctl``; which values may cross is
+  ``vitcourse.course.values`` (the visible ``check()`` follows the same rules);
 - ``hidden``: what hidden-test files import; ``direct``: run a notebook in-process for
   ``pytest tests/hidden`` (no sandbox: the instructor's own solutions only).
 

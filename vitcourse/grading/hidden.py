@@ -1,10 +1,12 @@
 """What hidden-test files import: ``from vitcourse.grading.hidden import points, expect_tensor``.
 
-The public face of ``trusted.expectations`` (where these live, with the rest of the trusted side):
-the ``points`` decorator, the failure types and the ``expect_*`` checks.
+The comparison rules live below both uses of an exercise's contract, in
+``vitcourse.course.expectations`` (the visible ``check()`` uses the same ones): the ``points``
+mark, the failure types and the ``expect_*`` checks. A hidden-test file built from a contract
+(``vitcourse.course.exercises``) needs none of them; a hand-written one imports them from here.
 """
 
-from .trusted.expectations import (
+from ..course.expectations import (
     GradingFailure,
     StudentCrashed,
     StudentRaised,

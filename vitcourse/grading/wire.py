@@ -4,7 +4,7 @@ A message is an 8-byte big-endian length followed by ``torch.save`` bytes. Both 
 ``torch.load(..., weights_only=True)``, which rebuilds only plain data (dicts, lists, tuples, str,
 int, float, bool, None, tensors), never arbitrary pickled objects, and the reader caps the length
 before allocating anything and refuses archives that claim more bytes than they hold. What a
-message may contain, and the exact checks of what arrives, are ``values``'.
+message may contain, and the exact checks of what arrives, are ``vitcourse.course.values``'.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..values import DisallowedValue, check_data, to_data
-from .expectations import StudentCrashed, StudentRaised
+from ...course.expectations import StudentCrashed, StudentRaised
+from ...course.values import DisallowedValue, check_data, to_data
 
 
 def _outgoing(value: Any, what: str) -> Any:

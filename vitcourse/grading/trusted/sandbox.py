@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import wire
 from ..wire import CONTROL_KILL, CONTROL_QUIT, CONTROL_RUN
-from .expectations import StudentCrashed
+from ...course.expectations import StudentCrashed
 
 
 @dataclass

@@ -22,7 +22,7 @@ import torch
 
 from ..notebooks import InvalidNotebook, parse_notebook
 from ..references import ReferenceUseError
-from .expectations import GradingFailure, StudentCrashed, StudentRaised
+from ...course.expectations import GradingFailure, StudentCrashed, StudentRaised
 from .proxy import Student
 from .suites import HiddenSuite, HiddenTest
 

@@ -20,8 +20,7 @@ from typing import Any
 
 import torch
 
-from ..values import DisallowedValue, to_data
-from .cells import describe_exception
+from ...course.values import DisallowedValue, describe_exception, to_data
 
 
 def _raised(type_name: str, message: str, bases: tuple[str, ...] = ()) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ...course.values import describe_exception
 from ..notebooks import Cell
 
 PYTHON_CELL_MAGICS = {"time", "capture", "prun"}  # their body is plain Python
@@ -68,31 +69,6 @@ def python_source(source: str) -> str | None:
         else:
             out.append(line)
     return "\n".join(out)
-
-
-def describe_exception(exc: BaseException) -> tuple[str, str, tuple[str, ...]]:
-    """(type name, message, names of built-in base classes) of an exception, as plain strings.
-
-    Built-in exceptions are named plainly ("ValueError"); any other class by module and
-    qualified name ("__main__.ValueError"), so a student's own class called ValueError is not
-    taken for the real one.
-    """
-    import builtins
-
-    def is_builtin(c: type) -> bool:  # by identity: a class can claim any __module__
-        return getattr(builtins, c.__name__, None) is c
-
-    cls = type(exc)
-    type_name = cls.__name__ if is_builtin(cls) else f"{cls.__module__}.{cls.__qualname__}"
-    bases = tuple(c.__name__ for c in cls.__mro__[1:] if is_builtin(c)
-                  and c not in (object, BaseException))
-    try:
-        message = str(exc)
-    except BaseException:  # a student's __str__ may itself raise
-        message = "<the exception's message could not be shown>"
-    if len(message) > 2000:
-        message = message[:2000] + "..."
-    return type_name, message, bases
 
 
 class _NoShell:

@@ -49,7 +49,8 @@ def _preimport() -> None:
             __import__(name)
         except Exception:  # an optional library missing is not the zygote's problem
             pass
-    from .. import notebooks, values, wire  # noqa: F401 - the child needs them
+    from ...course import values  # noqa: F401 - the child needs it
+    from .. import notebooks, wire  # noqa: F401
     from . import calls, cells, guard  # noqa: F401
 
 

@@ -1,10 +1,15 @@
-"""The data-only contract: which values may cross the wire, checked on both sides.
+"""The data-only contract: which values may pass between a student's code and the checks.
 
-``to_data`` turns a value into plain data or refuses it (the worker, with what a student's code
-returns; the grader, with the arguments a hidden test sends); ``check_data`` re-checks every type
-exactly after loading, on the trusted side, because whatever the worker sends may have been forged
-by the student's code: only dicts, lists, tuples, str, int, float, bool, None and plain dense CPU
-tensors pass.
+The grader's sandboxed worker and the visible ``check()`` follow the same rules, so that a clause
+of an exercise's contract sees the same values in both:
+
+- ``to_data`` turns a value into plain data or refuses it (the worker and ``check()``, with what
+  a student's code returns; both, with the arguments a clause sends, which the student's code
+  gets as copies); ``check_data`` re-checks every type exactly after loading, on the grader's
+  trusted side, because whatever the worker sends may have been forged by the student's code:
+  only dicts, lists, tuples, str, int, float, bool, None and plain dense CPU tensors pass;
+- ``describe_exception`` turns what the student's code raised into plain strings (its type's
+  name, its message, the built-in classes it derives from).
 """
 
 from __future__ import annotations
@@ -112,3 +117,28 @@ def check_data(value: Any) -> Any:
     return value
 
 
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str, tuple[str, ...]]:
+    """(type name, message, names of built-in base classes) of an exception, as plain strings.
+
+    Built-in exceptions are named plainly ("ValueError"); any other class by module and
+    qualified name ("__main__.ValueError"), so a student's own class called ValueError is not
+    taken for the real one.
+    """
+    import builtins
+
+    def is_builtin(c: type) -> bool:  # by identity: a class can claim any __module__
+        return getattr(builtins, c.__name__, None) is c
+
+    cls = type(exc)
+    type_name = cls.__name__ if is_builtin(cls) else f"{cls.__module__}.{cls.__qualname__}"
+    bases = tuple(c.__name__ for c in cls.__mro__[1:] if is_builtin(c)
+                  and c not in (object, BaseException))
+    try:
+        message = str(exc)
+    except BaseException:  # a student's __str__ may itself raise
+        message = "<the exception's message could not be shown>"
+    if len(message) > 2000:
+        message = message[:2000] + "..."
+    return type_name, message, bases
