@@ -3,7 +3,8 @@
 * :func:`write_cifar10` writes CIFAR-10's python batches (pickled dicts of uint8 rows), which
   :func:`vitcourse.data.cifar.load_cifar10` reads exactly as it reads the real download.
 * :func:`write_hub_cache` writes a Hugging Face hub cache holding the checkpoints the pretrained
-  page downloads, with random weights. With ``HF_HOME`` pointing at it and ``HF_HUB_OFFLINE=1``
+  page downloads, or any timm models under their pretrained tags (DINOv2, CLIP, MAE... for
+  tests/test_families.py), with random weights. With ``HF_HOME`` pointing at it and ``HF_HUB_OFFLINE=1``
   (:func:`hub_environment`), ``timm.create_model(name, pretrained=True)`` and
   ``ViTForImageClassification.from_pretrained(repo)`` run their real loading code and find the
   files in the cache instead of on the network.
@@ -74,20 +75,33 @@ def _safetensors_writer(module: torch.nn.Module) -> Callable[[Path], None]:
     return lambda path: save_file(state, str(path), metadata={"format": "pt"})
 
 
-def write_hub_cache(home: str | os.PathLike, timm_name: str = TIMM_CHECKPOINT, hf_repo: str | None = HF_CHECKPOINT,
-                    seed: int = 0) -> Path:
+def timm_repo(name: str) -> str:
+    """The hub repository timm downloads ``name``'s weights from (its pretrained config's
+    ``hf_hub_id``: ``timm/<name>``, or another tag's, as for the QuickGELU CLIPs)."""
+    from timm.models import get_pretrained_cfg
+
+    repo = get_pretrained_cfg(name).hf_hub_id
+    return repo + name if repo.endswith("/") else repo
+
+
+def write_hub_cache(home: str | os.PathLike, timm_name: str | tuple[str, ...] = TIMM_CHECKPOINT,
+                    hf_repo: str | None = HF_CHECKPOINT, seed: int = 0, **timm_overrides) -> Path:
     """Write the hub cache under ``home`` (use it as ``HF_HOME``); return ``home``.
 
-    ``timm_name`` is stored as timm stores it (repository ``timm/<name>``, ``model.safetensors``).
-    ``hf_repo`` (skipped when None) gets a ``config.json`` with ViT-B/16's architecture and
-    ``ViTConfig``'s defaults otherwise (``layer_norm_eps=1e-12`` among them), and ``model.safetensors``.
+    ``timm_name`` (one name with its pretrained tag, or several) is stored as timm stores it
+    (repository ``timm/<name>``, ``model.safetensors``), built by ``timm.create_model(name,
+    **timm_overrides)``: with ``depth=1`` the files stay small, and ``from_pretrained_timm(name,
+    depth=1)`` loads them. ``hf_repo`` (skipped when None) gets a ``config.json`` with ViT-B/16's
+    architecture and ``ViTConfig``'s defaults otherwise (``layer_norm_eps=1e-12`` among them),
+    and ``model.safetensors``.
     """
     import timm
 
     hub = Path(home) / "hub"
     torch.manual_seed(seed)
-    reference = timm.create_model(timm_name.split(".")[0], pretrained=False)
-    _write_repo(hub, f"timm/{timm_name}", {"model.safetensors": _safetensors_writer(reference)})
+    for name in (timm_name,) if isinstance(timm_name, str) else timm_name:
+        reference = timm.create_model(name, pretrained=False, **timm_overrides)
+        _write_repo(hub, timm_repo(name), {"model.safetensors": _safetensors_writer(reference)})
     if hf_repo is not None:
         from transformers import ViTConfig, ViTForImageClassification
 

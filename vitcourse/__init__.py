@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # the public API: for readers and type checkers, and the tabl
     from .models.patches import patchify, unpatchify
     from .models.posembed import resample_pos_embed, sincos_pos_embed_2d
     from .models.pretrained import (
+        config_from_timm,
         convert_hf_state_dict,
         convert_jax_npz,
         from_pretrained_timm,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:  # the public API: for readers and type checkers, and the tabl
         load_timm_state_dict,
     )
     from .models.registry import create_model, list_models, register_model
-    from .models.vit import Block, Mlp, PatchEmbed, VisionTransformer
+    from .models.vit import Block, LayerScale, Mlp, PatchEmbed, QuickGELU, VisionTransformer
     from .training.loop import evaluate, fit
     from .training.losses import distillation_loss
     from .training.recipes import DIGITS_RECIPE

@@ -8,8 +8,10 @@ loads. Nothing is downloaded unless you call :func:`from_pretrained_timm`.
 =========================  ===============================================================
 source                     how its tensors map to ours
 =========================  ===============================================================
-timm                       same names and shapes
-Hugging Face ViT           separate query/key/value Linears -> one ``qkv`` (rows q, k, v)
+timm                       same names and shapes (:func:`config_from_timm` reads the settings)
+Hugging Face ViT, DINOv2,  separate query/key/value Linears -> one ``qkv`` (rows q, k, v);
+CLIP's image tower         DINOv2's ``lambda1`` -> ``gamma``; CLIP's class and position
+                           embeddings get their batch axes, its projection becomes the head
 original JAX ``.npz``      kernels stored ``(in, out)`` -> transposed; attention kernels
                            ``(D, heads, head_dim)`` -> flattened; patch kernel HWIO -> OIHW
 =========================  ===============================================================
@@ -27,9 +29,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..validation import check_bool
+from .deit import DistilledVisionTransformer
 from .posembed import check_resample_options, resample_pos_embed
-from .registry import create_model, list_models
 from .statedict import state_dict_diff
+from .vit import VisionTransformer, ViTConfig
 
 logger = logging.getLogger(__name__)
 
@@ -119,62 +123,110 @@ def _resample_for(model, pos_embed, target, old_grid, mode, antialias) -> torch.
 # ---- Hugging Face transformers ---------------------------------------------------------------
 
 # Per-layer names: transformers >= 5 first, then the names of the hub checkpoints (transformers 4).
+# ViT and DINOv2 share most of them; CLIP has its own (``self_attn``, ``layer_norm1``).
 _HF_LAYER = {
     "layernorm_before": "norm1",
     "layernorm_after": "norm2",
+    "norm1": "norm1",  # DINOv2
+    "norm2": "norm2",
+    "layer_norm1": "norm1",  # CLIP
+    "layer_norm2": "norm2",
     "attention.o_proj": "attn.proj",
     "attention.output.dense": "attn.proj",
+    "self_attn.out_proj": "attn.proj",
     "mlp.fc1": "mlp.fc1",
     "intermediate.dense": "mlp.fc1",
     "mlp.fc2": "mlp.fc2",
     "output.dense": "mlp.fc2",
+    "layer_scale1": "ls1",  # DINOv2's layer scale: lambda1 -> gamma
+    "layer_scale2": "ls2",
 }
 _HF_QKV = {
     "attention.q_proj": "q", "attention.k_proj": "k", "attention.v_proj": "v",
     "attention.attention.query": "q", "attention.attention.key": "k", "attention.attention.value": "v",
+    "self_attn.q_proj": "q", "self_attn.k_proj": "k", "self_attn.v_proj": "v",
 }
 _HF_TOP = {
     "embeddings.cls_token": "cls_token",
     "embeddings.position_embeddings": "pos_embed",
     "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
     "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+    "embeddings.register_tokens": "reg_token",  # DINOv2 with registers
+    "embeddings.patch_embedding.weight": "patch_embed.proj.weight",  # CLIP (no bias)
+    "pre_layrnorm.weight": "norm_pre.weight",  # CLIP's LayerNorm before the blocks (sic)
+    "pre_layrnorm.bias": "norm_pre.bias",
+    "post_layernorm.weight": "norm.weight",
+    "post_layernorm.bias": "norm.bias",
     "layernorm.weight": "norm.weight",
     "layernorm.bias": "norm.bias",
     "classifier.weight": "head.weight",
     "classifier.bias": "head.bias",
 }
-_HF_BLOCK = re.compile(r"^(?:encoder\.layer|layers)\.(\d+)\.(.+)\.(weight|bias)$")
+_HF_PREFIXES = ("vit.", "vision_model.")
+# Not part of an image encoder: DINOv2's mask token (used only in pretraining), ViTModel's tanh
+# pooler, the position ids older CLIP checkpoints stored, and a whole CLIPModel's text tower.
+_HF_DROP = (
+    "embeddings.mask_token", "embeddings.position_ids", "pooler.", "text_model.", "text_projection.", "logit_scale",
+)
+_HF_BLOCK = re.compile(r"^(?:encoder\.layers?|layers)\.(\d+)\.(.+)\.(weight|bias|lambda1)$")
 
 
 def convert_hf_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Hugging Face ``ViTModel`` / ``ViTForImageClassification`` state dict -> timm names.
+    """A Hugging Face ViT, DINOv2 or CLIP image-tower state dict -> timm names.
+
+    ==============================================  ===============================================
+    Hugging Face                                    ours (timm's)
+    ==============================================  ===============================================
+    ``ViTModel`` / ``ViTForImageClassification``    a ViT (``classifier`` -> ``head``)
+    ``Dinov2Model``                                 ``vit_*_patch14_dinov2`` (``lambda1`` -> ``gamma``)
+    ``Dinov2WithRegistersModel``                    ``vit_*_patch14_reg4_dinov2`` (see below)
+    ``CLIPVisionModel``                             ``vit_*_clip_quickgelu_*`` with ``num_classes=0``
+    ``CLIPVisionModelWithProjection``, ``CLIPModel``  the same with the projection as ``head``
+    ==============================================  ===============================================
 
     Accepts the names of current transformers (``layers.N.attention.q_proj``) and of the hub
-    checkpoints (``encoder.layer.N.attention.attention.query``), with or without the ``vit.``
-    prefix. ``ViTModel``'s ``pooler`` (a tanh layer our model does not have) is dropped, with a
-    log message. Names it does not know are kept as they are, so that loading reports them.
+    checkpoints (``encoder.layer.N.attention.attention.query``), with or without the ``vit.`` /
+    ``vision_model.`` prefix. Separate query/key/value Linears become one ``qkv`` (rows q, k,
+    v). CLIP's class embedding ``(D,)`` and position table ``(1 + N, D)`` get their batch axes;
+    its projection (a Linear without bias) becomes ``head`` with a zero bias. Dropped, with a
+    log message: ``ViTModel``'s ``pooler`` (a tanh layer our model does not have), DINOv2's
+    ``mask_token`` (pretraining only) and a ``CLIPModel``'s text tower. Names it does not know
+    are kept as they are, so that loading reports them.
+
+    DINOv2 with registers adds position embeddings to ``[cls, patches]`` and inserts the
+    registers after that; timm's layout (``no_embed_class=True``) adds them to the patches only.
+    The two agree once the class token's position embedding is folded into the class token,
+    which this does.
 
     Note that Hugging Face's ``ViTConfig`` defaults to ``layer_norm_eps=1e-12`` (BERT's value),
     while the original ViT checkpoints were trained with 1e-6, ours. The two LayerNorms differ
     slightly, so for logits that agree to float rounding build the Hugging Face model with
-    ``layer_norm_eps=1e-6`` (``from_pretrained(name, layer_norm_eps=1e-6)``).
+    ``layer_norm_eps=1e-6`` (``from_pretrained(name, layer_norm_eps=1e-6)``). DINOv2 (1e-6)
+    and CLIP (1e-5, ``norm_eps`` in our CLIP configs) need nothing.
     """
     state_dict = _check_state_dict(state_dict)
     out: dict[str, torch.Tensor] = {}
     qkv: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
     dropped = []
     for key, value in state_dict.items():
-        name = key[len("vit."):] if key.startswith("vit.") else key
+        name = next((key[len(p):] for p in _HF_PREFIXES if key.startswith(p)), key)
         if name in _HF_TOP:
             out[_HF_TOP[name]] = value
-        elif name.startswith("pooler."):
+        elif name.startswith(_HF_DROP):
             dropped.append(key)
+        elif name == "embeddings.class_embedding":  # CLIP: (D,)
+            out["cls_token"] = value.reshape(1, 1, -1)
+        elif name == "embeddings.position_embedding.weight":  # CLIP: an nn.Embedding, (1 + N, D)
+            out["pos_embed"] = value.unsqueeze(0)
+        elif name == "visual_projection.weight":  # CLIP: into the joint image-text space
+            out["head.weight"] = value
+            out["head.bias"] = value.new_zeros(value.shape[0])
         elif match := _HF_BLOCK.match(name):
             index, inner, kind = int(match[1]), match[2], match[3]
             if inner in _HF_QKV:
                 qkv.setdefault((index, kind), {})[_HF_QKV[inner]] = value
             elif inner in _HF_LAYER:
-                out[f"blocks.{index}.{_HF_LAYER[inner]}.{kind}"] = value
+                out[f"blocks.{index}.{_HF_LAYER[inner]}.{'gamma' if kind == 'lambda1' else kind}"] = value
             else:
                 out[key] = value
         else:
@@ -190,8 +242,13 @@ def convert_hf_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
             )
         # One Linear with rows ordered q, k, v equals three Linears applied side by side.
         out[f"blocks.{index}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    if "reg_token" in out and "cls_token" in out and "pos_embed" in out:
+        # [cls + pos_0, registers, patches + pos_1..N] == timm's no_embed_class layout.
+        out["cls_token"] = out["cls_token"] + out["pos_embed"][:, :1]
+        out["pos_embed"] = out["pos_embed"][:, 1:]
     if dropped:
-        logger.info("dropped Hugging Face pooler weights (not part of the ViT classifier): %s", dropped)
+        shown = ", ".join(sorted(dropped)[:10]) + (f", ... ({len(dropped) - 10} more)" if len(dropped) > 10 else "")
+        logger.info("dropped Hugging Face weights that are not part of the image encoder: %s", shown)
     return out
 
 
@@ -295,38 +352,202 @@ def load_jax_npz(model: nn.Module, npz, *, mode: str = "bilinear", antialias: bo
     return load_timm_state_dict(model, convert_jax_npz(npz), mode=mode, antialias=antialias, **kwargs)
 
 
+# ---- timm's models: which ones our ViT reproduces ------------------------------------------
+
+SUPPORTED_FAMILIES = (
+    "ViT (original, AugReg; patch 8, 14, 16 or 32; any image size)",
+    "DeiT (with its distillation token) and DeiT III (layer scale)",
+    "DINO and DINOv2, with or without register tokens (layer scale; no head)",
+    "CLIP image towers (a LayerNorm before the blocks; QuickGELU for OpenAI's weights)",
+    "MAE encoders (no head)",
+)
+
+
+# timm modules of other architectures -> what they have that our ViT does not.
+_OTHER_KINDS = {
+    "eva": "rotary position embeddings and gated MLPs (EVA, EVA-02, PE, RoPE ViTs)",
+    "beit": "relative position biases in attention (BEiT)",
+    "relpos": "relative position biases in attention",
+    "hybrid": "a convolutional stem before the Transformer",
+    "sam": "windowed attention with relative positions (SAM)",
+    "naflex": "variable-resolution patch sequences (NaFlexViT)",
+}
+
+
+def _refuse(name: str, reason: str):
+    families = "; ".join(SUPPORTED_FAMILIES)
+    raise ValueError(
+        f"{name!r} does not load into the course's VisionTransformer: {reason}. "
+        f"Supported families: {families} (named configurations: vitcourse.list_models())."
+    )
+
+
+def config_from_timm(model: nn.Module, name: str | None = None) -> tuple[type[VisionTransformer], ViTConfig]:
+    """Our model class and :class:`~vitcourse.models.vit.ViTConfig` for a timm ``VisionTransformer``.
+
+    Reads every setting that shapes the computation (sizes, tokens, pooling, layer scale,
+    pre-norm, activation, LayerNorm eps) off ``model``, and refuses, with a ``ValueError``
+    that says what and names the families we support, anything our model does not compute the
+    same way: another class (EVA's rotary embeddings, BEiT's relative position biases),
+    SigLIP's attention-pool head, gated (SwiGLU) MLPs, normalised queries and keys, RMSNorm,
+    other block layouts. Works on a model built on the ``meta`` device (no weights needed).
+    """
+    from timm.layers import LayerScale as TimmLayerScale
+    from timm.layers import Mlp as TimmMlp
+    from timm.layers import PatchEmbed as TimmPatchEmbed
+    from timm.layers.activations import QuickGELU as TimmQuickGELU
+    from timm.models.deit import VisionTransformerDistilled
+    from timm.models.vision_transformer import Attention as TimmAttention
+    from timm.models.vision_transformer import Block as TimmBlock
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+    name = name or type(model).__name__
+    kind = type(model)
+    if kind not in (TimmViT, VisionTransformerDistilled):
+        module = kind.__module__.rsplit(".", 1)[-1]
+        why = next((why for key, why in _OTHER_KINDS.items() if key in module), "another architecture")
+        _refuse(name, f"timm builds it as {kind.__module__}.{kind.__name__}, not as a VisionTransformer: {why}")
+    if getattr(model, "attn_pool", None) is not None:
+        _refuse(name, f"it pools with an attention-pool head (global_pool={model.global_pool!r}, as SigLIP)")
+    if model.global_pool not in ("token", "avg") or getattr(model, "pool_include_prefix", False):
+        _refuse(name, f"it pools with global_pool={model.global_pool!r}; ours pools with 'token' or 'avg'")
+    embed = model.patch_embed
+    if type(embed) is not TimmPatchEmbed or not isinstance(embed.norm, nn.Identity) or embed.dynamic_img_pad:
+        _refuse(name, "its patch embedding is not a plain linear map of each patch")
+    if model.pos_embed is None:
+        _refuse(name, "it has no learned absolute position embeddings")
+    first = model.blocks[0]
+    if any(type(block) is not TimmBlock for block in model.blocks):
+        _refuse(name, f"its blocks are {type(first).__name__}, another layout than x + f(LN(x))")
+    norms = [m for m in model.modules() if "norm" in type(m).__name__.lower()]
+    if any(not isinstance(m, nn.LayerNorm) or m.bias is None for m in norms):
+        _refuse(name, "it normalises with RMSNorm or a LayerNorm without bias")
+    eps = {m.eps for m in norms}
+    if len(eps) != 1:
+        _refuse(name, f"its LayerNorms use several eps values {sorted(eps)}")
+    for block in model.blocks:
+        attn, mlp = block.attn, block.mlp
+        if type(attn) is not TimmAttention or not all(
+            isinstance(getattr(attn, part, nn.Identity()), nn.Identity) for part in ("q_norm", "k_norm", "norm")
+        ):
+            _refuse(name, "its attention normalises queries and keys (qk_norm) or is not plain attention")
+        if getattr(attn, "gate", None) is not None:
+            _refuse(name, "its attention output is gated")
+        if type(mlp) is not TimmMlp or not isinstance(mlp.norm, nn.Identity):
+            _refuse(name, f"its MLP is {type(mlp).__name__} (a gated SwiGLU MLP, as DINOv2's ViT-g and AIMv2)")
+        if attn.proj.bias is None or mlp.fc1.bias is None or mlp.fc2.bias is None:
+            _refuse(name, "its Linear layers have no bias")
+        if type(mlp.act) not in (nn.GELU, TimmQuickGELU) or getattr(mlp.act, "approximate", "none") != "none":
+            _refuse(name, f"its MLP activation is {mlp.act}; ours are the exact GELU and QuickGELU")
+        if type(block.ls1) is not type(block.ls2):
+            _refuse(name, "it scales one residual branch of a block and not the other")
+    ls = first.ls1
+    if not isinstance(ls, (nn.Identity, TimmLayerScale)):
+        _refuse(name, f"its layer scale is {type(ls).__name__}")
+    avg = model.global_pool == "avg"
+    if isinstance(model.norm, nn.Identity) != avg or isinstance(model.fc_norm, nn.Identity) == avg:
+        _refuse(name, "its final LayerNorm is not where ours is (on every token for 'token' pooling, on the "
+                      "pooled vector for 'avg')")
+    if not isinstance(model.head, (nn.Linear, nn.Identity)):
+        _refuse(name, f"its head is {type(model.head).__name__}, not a Linear layer")
+
+    embed_dim = model.embed_dim
+    pre_norm = not isinstance(model.norm_pre, nn.Identity)
+    if pre_norm == (embed.proj.bias is not None):
+        _refuse(name, "its patch projection has a bias together with a LayerNorm before the blocks, or "
+                      "neither (ours has exactly one of the two, as timm's CLIP and plain ViTs)")
+    mlp_ratio = first.mlp.fc1.out_features / embed_dim
+    if int(embed_dim * mlp_ratio) != first.mlp.fc1.out_features:
+        _refuse(name, f"its MLP width {first.mlp.fc1.out_features} is not int(D * mlp_ratio)")
+    config = ViTConfig(
+        img_size=tuple(embed.img_size),
+        patch_size=tuple(embed.patch_size),
+        in_chans=embed.proj.in_channels,
+        num_classes=model.num_classes,
+        embed_dim=embed_dim,
+        depth=len(model.blocks),
+        num_heads=first.attn.num_heads,
+        mlp_ratio=mlp_ratio,
+        qkv_bias=first.attn.qkv.bias is not None,
+        class_token=model.cls_token is not None,
+        global_pool=model.global_pool,
+        reg_tokens=model.num_reg_tokens,
+        no_embed_class=model.no_embed_class,
+        dynamic_img_size=bool(model.dynamic_img_size),
+        init_values=ls.init_values if isinstance(ls, TimmLayerScale) else None,
+        pre_norm=pre_norm,
+        act_layer="quick_gelu" if type(first.mlp.act) is TimmQuickGELU else "gelu",
+        norm_eps=eps.pop(),
+    )
+    return (DistilledVisionTransformer if kind is VisionTransformerDistilled else VisionTransformer), config
+
+
 # ---- the hub (optional, needs timm and a network) --------------------------------------------
 
 
-def from_pretrained_timm(name: str, **overrides) -> nn.Module:
-    """Our model with timm's pretrained weights for ``name`` (e.g. ``"vit_small_patch16_224.augreg_in21k_ft_in1k"``).
+def from_pretrained_timm(name: str, verify: bool = True, **overrides) -> nn.Module:
+    """Our model with timm's pretrained weights for ``name``, e.g. ``"vit_small_patch14_dinov2.lvd142m"``.
 
-    The architecture is our config of the same name (the part before the ``.``); ``overrides``
-    go to both (e.g. ``img_size=384`` resamples the position embeddings). Needs timm and a
-    connection to the Hugging Face hub (works in Colab); raises ``RuntimeError`` otherwise.
+    ``name`` is any timm model name with an optional pretrained tag, of a family our model
+    reproduces (:data:`SUPPORTED_FAMILIES`); ``overrides`` go to ``timm.create_model`` (e.g.
+    ``img_size=224`` resamples the position embeddings, ``num_classes=0`` drops the head), and
+    our model takes every setting from the model timm builds (:func:`config_from_timm`), so a
+    tag's own settings (no head for DINO, 518 px for DINOv2) come along.
+
+    Before downloading anything, timm's model is built on the ``meta`` device and checked: a
+    model our ViT does not compute the same way (SigLIP's attention-pool head, EVA's rotary
+    embeddings, ...) raises a ``ValueError`` naming what differs. After loading, with
+    ``verify``, both models run on one random image and a ``RuntimeError`` is raised if they
+    disagree, so no one gets a silently wrong model.
+
+    The returned model carries timm's ``pretrained_cfg`` (the tag's input size, mean and std,
+    crop) as the attribute of the same name. Needs timm and a connection to the Hugging Face
+    hub (works in Colab); raises ``RuntimeError`` otherwise.
     """
     if not isinstance(name, str):
-        raise TypeError(f"name must be a string, got {type(name).__name__}")
-    arch = name.split(".")[0]
-    if arch not in list_models():
-        raise ValueError(f"unknown architecture {arch!r} in {name!r}; choose one of: {', '.join(list_models())}")
+        raise TypeError(f"name must be a string, got {type(name).__name__} {name!r}")
+    if not name:
+        raise ValueError("name must be a timm model name, got ''")
+    check_bool(verify, "verify")
     try:
         import timm
     except ImportError as error:
         raise RuntimeError("from_pretrained_timm needs timm: pip install timm") from error
+    arch = name.split(".")[0]
+    if not timm.is_model(arch):
+        _refuse(name, f"timm has no model called {arch!r}")
     try:
-        reference = timm.create_model(name, pretrained=True, **overrides)
+        with torch.device("meta"):  # the architecture alone, to refuse before downloading anything
+            probe = timm.create_model(name, pretrained=False, **overrides)
+    except (RuntimeError, TypeError, ValueError, AssertionError) as error:  # an unknown tag, a bad override
+        raise ValueError(f"timm cannot build {name!r} with {overrides or 'no overrides'}: {error}") from error
+    config_from_timm(probe, name)
+    try:
+        reference = timm.create_model(name, pretrained=True, **overrides).eval()
     except Exception as error:  # no network, no such tag, hub errors: one clear message
         raise RuntimeError(f"could not download pretrained weights for {name!r} via timm: {error}") from error
-    # Read the variant's settings off timm's model (a tag may change classes, pooling, size).
-    config = {
-        "img_size": tuple(reference.patch_embed.img_size),
-        "num_classes": reference.num_classes,
-        "global_pool": reference.global_pool or "token",
-        "class_token": reference.cls_token is not None,
-        "reg_tokens": getattr(reference, "num_reg_tokens", 0),
-        "no_embed_class": reference.no_embed_class,
-        "qkv_bias": reference.blocks[0].attn.qkv.bias is not None,
-    }
-    model = create_model(arch, **{**config, **overrides})
-    return load_timm_state_dict(model, reference.state_dict())
+    factory, config = config_from_timm(reference, name)
+    model = load_timm_state_dict(factory(config), reference.state_dict()).eval()
+    model.pretrained_cfg = dict(getattr(reference, "pretrained_cfg", {}) or {})
+    notes = " ".join(model.pretrained_cfg.get("notes", ()))
+    if "quickgelu" in notes.lower() and config.act_layer != "quick_gelu":
+        logger.warning("%s: %s (timm's note); this model runs GELU as timm's does", name, notes)
+    if verify:
+        _verify_against(reference, model, name)
+    return model
+
+
+def _verify_against(reference: nn.Module, model: nn.Module, name: str) -> None:
+    """Raise unless ``model`` and ``reference`` give the same outputs on one random image."""
+    height, width = model.img_size
+    x = torch.randn(1, model.patch_embed.in_chans, height, width, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = reference(x).float(), model(x).float()
+    difference = (expected - got).abs().max().item()
+    scale = max(1.0, expected.abs().max().item())
+    if not difference <= 1e-3 * scale:  # float32 rounding of different kernels is far below this
+        raise RuntimeError(
+            f"{name}: our model's outputs differ from timm's by {difference:.3g} (outputs up to {scale:.3g}) on a "
+            "random image; timm's model computes something ours does not"
+        )
+    logger.info("%s: outputs agree with timm's to %.2g on a random image", name, difference)
