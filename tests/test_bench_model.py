@@ -21,7 +21,7 @@ LAST_LINE = re.compile(
 @pytest.mark.slow
 def test_bench_cli_last_line(capsys):
     code = cli.main(["bench", "model", "--config", "vit_digits", "--batch", "2", "--device", "cpu",
-                     "--repeats", "1", "--min-time", "0", "--checkpointing"])
+                     "--repeats", "1", "--min-time", "0.001", "--checkpointing"])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert LAST_LINE.match(lines[-1]), lines[-1]
@@ -33,12 +33,27 @@ def test_bench_cli_last_line(capsys):
 def test_bench_cli_bf16_autocast_path_on_the_cpu(capsys):
     """--amp takes the path CUDA takes by default (bf16 autocast, a bf16 floor and matmul rate)."""
     code = cli.main(["bench", "model", "--config", "vit_digits", "--batch", "2", "--device", "cpu", "--amp",
-                     "--repeats", "1", "--min-time", "0", "--checkpointing"])
+                     "--repeats", "1", "--min-time", "0.001", "--checkpointing"])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert LAST_LINE.match(lines[-1]), lines[-1]
     assert any(line.startswith("config=vit_digits batch=2 device=cpu bf16 autocast ") for line in lines), lines
     assert any(line.startswith("measured bfloat16 matmul rate") for line in lines), lines
+
+
+@pytest.mark.slow
+def test_bench_cli_on_a_family_config_at_another_size(capsys):
+    """A DINOv2 configuration (layer scale, registers, no head) at 28 px instead of 518: timm's
+    twin carries the same weights and gives the same features; the naive model declines it."""
+    code = cli.main(["bench", "model", "--config", "vit_small_patch14_reg4_dinov2", "--img-size", "28", "--batch", "1",
+                     "--device", "cpu", "--repeats", "1", "--min-time", "0.001", "--threads", "1"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    [check] = [line for line in lines if line.startswith("check: ")]
+    assert check.startswith("check: max |logits(timm) - logits(ours)| = ") and float(check.split("= ")[1]) <= 1e-5
+    assert any(line.endswith(" img_size=28x28") for line in lines), lines
+    assert re.match(r"^ratio_vs_timm_fwd_bwd=\d+\.\d+ ratio_vs_naive_fwd_bwd=nan config=vit_small_patch14_reg4_dinov2 "
+                    r"device=cpu$", lines[-1]), lines[-1]
 
 
 def test_bench_amp_needs_cuda_or_cpu():

@@ -50,6 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
     model = benches.add_parser("model", help="images/s of our ViT vs timm's and a naive reference")
     model.add_argument("--config", default="vit_small_patch16_224", help="model name")
     model.add_argument("--batch", type=_positive(int), default=16, help="batch size")
+    model.add_argument("--img-size", dest="img_size", type=_positive(int), default=None,
+                       help="image size (default: the config's), e.g. a 518 px DINOv2 at 224 on a CPU")
     model.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     model.add_argument("--repeats", type=_positive(int), default=7, help="interleaved rounds")
     model.add_argument("--compile", action="store_true", help="also time torch.compile (CUDA)")
