@@ -1,4 +1,8 @@
-"""vitcourse.course.checks: passes the references, reports stubs and mistakes without raising."""
+"""vitcourse.course.checks: passes the references, reports stubs and mistakes without raising.
+
+Exercises with a contract (vitcourse.course.exercises) are checked by it; the others by the
+hand-written checks, under the same comparison rules (vitcourse.course.expectations).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,16 @@ from vitcourse.course.checks import (
     reference_count_objects,
     reference_same_object_mask,
 )
+from vitcourse.course.exercises import distillation, patches
 from vitcourse.models.attention import Attention, softmax_attention
 from vitcourse.models.posembed import sincos_pos_embed_2d
 from vitcourse.models.vit import Block
-from vitcourse.training.losses import distillation_loss
 
 REFERENCES = {
-    "patchify": vitcourse.patchify,
-    "unpatchify": vitcourse.unpatchify,
+    "overlapping_patches": patches.overlapping_patches,
+    "linear_to_conv_weight": patches.linear_to_conv_weight,
+    "smooth_labels": distillation.smooth_labels,
+    "hard_distillation_loss": distillation.hard_distillation_loss,
     "min_object_size": vitcourse.min_object_size,
     "softmax_attention": softmax_attention,
     "MultiHeadSelfAttention": Attention,
@@ -34,7 +40,6 @@ REFERENCES = {
     "attention_map_bytes": vitcourse.attention_map_bytes,
     "checkpointed_qk_bytes": vitcourse.checkpointed_qk_bytes,
     "Block": Block,
-    "distillation_loss": distillation_loss,
     "resample_pos_embed": vitcourse.resample_pos_embed,
 }
 
@@ -70,35 +75,39 @@ def test_stub_is_reported_not_raised(name, capsys):
 
 
 def test_wrong_values_say_expected_and_got(capsys):
-    def transposed(images, patch_size):
-        return vitcourse.patchify(images.transpose(-1, -2), patch_size)
+    def transposed(images, patch_size, stride):
+        return patches.overlapping_patches(images.transpose(-1, -2).contiguous(), patch_size, stride)
 
-    assert check("patchify", transposed) is False
+    assert check("overlapping_patches", transposed) is False
     out = capsys.readouterr().out
     assert "[FAIL]" in out and "first at index" in out and "expected" in out and "got" in out
 
 
 def test_wrong_shape_dtype_and_type_are_named(capsys):
-    assert check("patchify", lambda images, p: images) is False
+    assert check("overlapping_patches", lambda images, p, s: images) is False
     assert "expected shape" in capsys.readouterr().out
-    assert check("patchify", lambda images, p: vitcourse.patchify(images, p).double()) is False
+    assert check("overlapping_patches", lambda images, p, s: patches.overlapping_patches(images, p, s).double()) is False
     assert "expected dtype torch.float32, got torch.float64" in capsys.readouterr().out
     assert check("mhsa_macs", lambda length, dim: float(vitcourse.mhsa_macs(length, dim))) is False
-    assert "expected an int" in capsys.readouterr().out
+    assert "expected the integer" in capsys.readouterr().out
+    assert check("overlapping_patches", lambda images, p, s: patches.overlapping_patches(images, p, s).tolist()) is False
+    assert "expected a torch.Tensor, got a list of" in capsys.readouterr().out
 
 
 def test_student_exception_and_missing_error_are_reported(capsys):
-    def crashes(images, patch_size):
+    def crashes(images, patch_size, stride):
         return images[100]
 
-    assert check("patchify", crashes) is False
-    assert "raised IndexError" in capsys.readouterr().out
+    assert check("overlapping_patches", crashes) is False
+    assert "your code raised IndexError" in capsys.readouterr().out
 
-    def never_raises(images, patch_size):
-        return vitcourse.patchify(images[..., : images.shape[-2] // patch_size * patch_size, :], patch_size)
+    def never_raises(images, patch_size, stride):
+        return patches.overlapping_patches(images, min(patch_size, *images.shape[-2:]), max(stride, 1))
 
-    assert check("patchify", never_raises) is False
-    assert "expected ValueError" in capsys.readouterr().out
+    assert check("overlapping_patches", never_raises) is False
+    assert "expected your code to raise ValueError" in capsys.readouterr().out
+    assert check("min_object_size", lambda *args: 1 / 0) is False
+    assert "raised ZeroDivisionError" in capsys.readouterr().out
 
 
 def test_wrong_module_parameters_are_listed(capsys):
@@ -114,12 +123,14 @@ def test_wrong_module_parameters_are_listed(capsys):
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="valid names: patchify, unpatchify"):
+    with pytest.raises(ValueError, match="valid names: overlapping_patches, linear_to_conv_weight"):
         check("patchifyy", vitcourse.patchify)
 
 
 def test_not_callable_is_reported(capsys):
-    assert check("patchify", 42) is False
+    assert check("overlapping_patches", 42) is False
+    assert "expected a function or class" in capsys.readouterr().out
+    assert check("min_object_size", 42) is False
     assert "expected a function or class" in capsys.readouterr().out
 
 

@@ -2,9 +2,10 @@
 
 - every solution notebook scores full marks on its hidden tests, on several grader seeds;
 - every generated exercise notebook scores zero, each test failing cleanly (no "error" status);
-- correct submissions written in other styles (einops, unfold, loops, float64 inside) score
-  full marks, and typical wrong ones (column-major patches, (p, p, C) flattening, tau ignored,
-  rollout multiplied in the wrong order...) lose points;
+- correct submissions written in other styles (einops, unfold, as_strided, loops, float64
+  inside) score full marks, and typical wrong ones (a missing error, a conversion the wrong way,
+  tau ignored, rollout multiplied in the wrong order...) lose points (the named mistakes of the
+  exercises with a contract are tested in test_exercise_contracts.py);
 - two exercises go through the real sandboxed grader (`vitcourse grade`), solution and stub.
 
 The fast tests use the grader's direct mode (the code runs in this process through the same
@@ -106,57 +107,64 @@ def test_exercise_runs_top_to_bottom_and_scores_zero(exercise, capsys):
 # ---- correct submissions in other styles: full marks ---------------------------------------
 
 CORRECT = {
-    "01_patches/einops": """
+    "01_patches/unfold_and_einops": """
+        import torch.nn.functional as F
         from einops import rearrange
 
-        def patchify(images, patch_size):
-            h, w = images.shape[-2:]
-            if h % patch_size or w % patch_size:
-                raise ValueError("size must be a multiple of the patch size")
-            return rearrange(images, "b c (r p) (s q) -> b (r s) (c p q)", p=patch_size, q=patch_size)
+        def overlapping_patches(images, patch_size, stride):
+            if stride < 1 or patch_size > min(images.shape[-2:]):
+                raise ValueError("no window fits")
+            return F.unfold(images, kernel_size=patch_size, stride=stride).transpose(1, 2)
 
-        def unpatchify(patches, patch_size, image_size):
-            h, w = image_size
-            return rearrange(patches, "b (r s) (c p q) -> b c (r p) (s q)",
-                             r=h // patch_size, p=patch_size, q=patch_size)
-    """,
-    "01_patches/unfold_fold": """
-        import torch.nn.functional as F
-
-        def patchify(images, patch_size):
-            if images.shape[-2] % patch_size or images.shape[-1] % patch_size:
-                raise ValueError(f"bad size {tuple(images.shape)}")
-            return F.unfold(images, kernel_size=patch_size, stride=patch_size).transpose(1, 2)
-
-        def unpatchify(patches, patch_size, image_size):
-            return F.fold(patches.transpose(1, 2), output_size=tuple(image_size),
-                          kernel_size=patch_size, stride=patch_size)
+        def linear_to_conv_weight(weight, patch_size):
+            if weight.shape[1] % patch_size**2:
+                raise ValueError("in-features are not a multiple of p * p")
+            return rearrange(weight, "d (p q c) -> d c p q", p=patch_size, q=patch_size)
     """,
     "01_patches/loops": """
         import torch
 
-        def patchify(images, patch_size):
+        def overlapping_patches(images, patch_size, stride):
             b, c, h, w = images.shape
             p = patch_size
-            if h % p != 0 or w % p != 0:
-                raise ValueError("H and W must be multiples of p")
-            rows = []
-            for i in range(h // p):
-                for j in range(w // p):
-                    rows.append(images[:, :, i * p:(i + 1) * p, j * p:(j + 1) * p].reshape(b, -1))
-            return torch.stack(rows, dim=1)
+            if p > h or p > w or stride <= 0:
+                raise ValueError(f"bad window {p} / stride {stride} for {h} x {w}")
+            windows = []
+            for top in range(0, h - p + 1, stride):
+                for left in range(0, w - p + 1, stride):
+                    windows.append(images[:, :, top:top + p, left:left + p].reshape(b, -1))
+            return torch.stack(windows, dim=1)
 
-        def unpatchify(patches, patch_size, image_size):
-            b, n, _ = patches.shape
+        def linear_to_conv_weight(weight, patch_size):
+            d, n = weight.shape
             p = patch_size
-            h, w = image_size
-            out = patches.new_zeros(b, patches.shape[2] // (p * p), h, w)
-            k = 0
-            for i in range(h // p):
-                for j in range(w // p):
-                    out[:, :, i * p:(i + 1) * p, j * p:(j + 1) * p] = patches[:, k].reshape(b, -1, p, p)
-                    k += 1
+            if n % (p * p) != 0:
+                raise ValueError("bad width")
+            c = n // (p * p)
+            out = weight.new_empty(d, c, p, p)
+            for i in range(p):
+                for j in range(p):
+                    for k in range(c):
+                        out[:, k, i, j] = weight[:, (i * p + j) * c + k]
             return out
+    """,
+    "01_patches/as_strided": """
+        def overlapping_patches(images, patch_size, stride):
+            b, c, h, w = images.shape
+            p, s = patch_size, stride
+            if s < 1 or p > h or p > w:
+                raise ValueError("nothing to cut")
+            rows, cols = (h - p) // s + 1, (w - p) // s + 1
+            x = images.contiguous()
+            sb, sc, sh, sw = x.stride()
+            windows = x.as_strided((b, rows, cols, c, p, p), (sb, sh * s, sw * s, sc, sh, sw))
+            return windows.reshape(b, rows * cols, c * p * p)
+
+        def linear_to_conv_weight(weight, patch_size):
+            p = patch_size
+            if weight.shape[-1] % (p * p):
+                raise ValueError("not a multiple of p * p")
+            return weight.unflatten(1, (p, p, -1)).movedim(3, 1).contiguous()
     """,
     "03_attention/float64_inside": """
         import math
@@ -305,19 +313,41 @@ CORRECT = {
     "11_distillation/float64_by_hand": """
         import torch
 
-        def distillation_loss(cls_logits, dist_logits, teacher_logits, labels, kind="hard", alpha=0.5, tau=1.0):
-            if kind not in {"none", "soft", "hard"}:
-                raise ValueError(f"unknown kind {kind}")
-            c, s, t = cls_logits.double(), dist_logits.double(), teacher_logits.double()
-            base = -(c.log_softmax(1)[torch.arange(len(labels)), labels]).mean()
-            if kind == "none":
-                return base.to(cls_logits.dtype)
-            if kind == "soft":
-                log_ps, log_pt = (s / tau).log_softmax(1), (t / tau).log_softmax(1)
-                distill = (log_pt.exp() * (log_pt - log_ps)).sum() * tau**2 / s.numel()
-            else:
-                distill = -(s.log_softmax(1)[torch.arange(len(labels)), t.argmax(1)]).mean()
-            return ((1 - alpha) * base + alpha * distill).to(cls_logits.dtype)
+        def smooth_labels(labels, num_classes, epsilon):
+            if epsilon < 0 or epsilon >= 1 or (labels < 0).any() or (labels >= num_classes).any():
+                raise ValueError("bad labels or epsilon")
+            targets = torch.full((len(labels), num_classes), epsilon / (num_classes - 1))
+            targets[torch.arange(len(labels)), labels] = 1 - epsilon
+            return targets
+
+        def hard_distillation_loss(cls_logits, dist_logits, teacher_logits, labels, epsilon=0.1):
+            k = cls_logits.shape[1]
+            def ce(logits, classes):
+                q = torch.full((len(classes), k), epsilon / (k - 1), dtype=torch.float64)
+                q[torch.arange(len(classes)), classes] = 1 - epsilon
+                return -(q * logits.double().log_softmax(dim=1)).sum(dim=1).mean()
+            loss = (ce(cls_logits, labels) + ce(dist_logits, teacher_logits.argmax(dim=1))) / 2
+            return loss.to(cls_logits.dtype)
+    """,
+    "11_distillation/logsumexp": """
+        import torch
+        import torch.nn.functional as F
+
+        def smooth_labels(labels, num_classes, epsilon):
+            if not 0.0 <= epsilon < 1.0:
+                raise ValueError("epsilon")
+            if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+                raise ValueError("labels")
+            hot = F.one_hot(labels, num_classes).float()
+            return (1 - epsilon - epsilon / (num_classes - 1)) * hot + epsilon / (num_classes - 1)
+
+        def hard_distillation_loss(cls_logits, dist_logits, teacher_logits, labels, epsilon=0.1):
+            def ce(z, q):
+                # sum_k q_k = 1: CE = logsumexp(z) - sum_k q_k z_k
+                return (torch.logsumexp(z, dim=1) - (q.to(z.dtype) * z).sum(dim=1)).mean()
+            k = cls_logits.shape[1]
+            return 0.5 * ce(cls_logits, smooth_labels(labels, k, epsilon)) + 0.5 * ce(
+                dist_logits, smooth_labels(teacher_logits.argmax(1), k, epsilon))
     """,
     "12_resolution/float64_inside": """
         import math
@@ -356,43 +386,33 @@ def test_correct_submissions_in_other_styles_score_full_marks(name):
 # ---- wrong submissions: must lose points ----------------------------------------------------
 
 WRONG = {
-    # patches taken column by column over the grid
-    "01_patches/column_major": (
+    # the stride ignored below 1: no ValueError for stride 0 (range() raises its own)
+    "01_patches/no_stride_check": (
         """
-        def patchify(images, patch_size):
+        import torch
+
+        def overlapping_patches(images, patch_size, stride):
             b, c, h, w = images.shape
             p = patch_size
-            if h % p or w % p:
-                raise ValueError("bad size")
-            grid = images.reshape(b, c, h // p, p, w // p, p).permute(0, 4, 2, 1, 3, 5)
-            return grid.reshape(b, -1, c * p * p)
+            if p > h or p > w:
+                raise ValueError("too large")
+            windows = [images[:, :, i:i + p, j:j + p].reshape(b, -1)
+                       for i in range(0, h - p + 1, max(stride, 1)) for j in range(0, w - p + 1, max(stride, 1))]
+            return torch.stack(windows, dim=1)
         """,
-        {"test_patchify_random_batch", "test_patchify_matches_convolution"},
+        {"test_rejects_what_has_no_window"},
     ),
-    # each patch flattened (p, p, C) instead of (C, p, p)
-    "01_patches/channels_last": (
+    # the conversion done for (C, p, p) in, (p, p, C) out: the reverse of what is asked
+    "01_patches/converted_the_wrong_way": (
         """
-        def patchify(images, patch_size):
-            b, c, h, w = images.shape
+        def linear_to_conv_weight(weight, patch_size):
+            d, n = weight.shape
             p = patch_size
-            if h % p or w % p:
-                raise ValueError("bad size")
-            grid = images.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
-            return grid.reshape(b, -1, c * p * p)
+            if n % (p * p):
+                raise ValueError("bad width")
+            return weight.reshape(d, n // (p * p), p, p).permute(0, 2, 3, 1).reshape(d, n // (p * p), p, p)
         """,
-        {"test_patchify_random_batch", "test_patchify_matches_convolution", "test_patchify_single_patch"},
-    ),
-    # forgets the ValueError (silently crops)
-    "01_patches/no_error": (
-        """
-        def patchify(images, patch_size):
-            p = patch_size
-            b, c, h, w = images.shape
-            images = images[..., : h - h % p, : w - w % p]
-            grid = images.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
-            return grid.reshape(b, (h // p) * (w // p), c * p * p)
-        """,
-        {"test_patchify_rejects_bad_height", "test_patchify_rejects_bad_width"},
+        {"test_converted_weight", "test_convolution_gives_the_linear_tokens"},
     ),
     # tau ignored: always sqrt(d)
     "03_attention/tau_ignored": (
@@ -496,25 +516,34 @@ WRONG = {
         """,
         {"test_post_ln_forward", "test_layernorm_eps"},
     ),
-    # soft loss with batchmean instead of DeiT's sum / numel
-    "11_distillation/batchmean": (
+    # the teacher's logits as targets: no argmax, no softmax
+    "11_distillation/teacher_logits_as_targets": (
         """
         import torch.nn.functional as F
 
-        def distillation_loss(cls_logits, dist_logits, teacher_logits, labels, kind="hard", alpha=0.5, tau=1.0):
-            if kind not in ("none", "soft", "hard"):
-                raise ValueError(kind)
-            base = F.cross_entropy(cls_logits, labels)
-            if kind == "none":
-                return base
-            if kind == "soft":
-                d = F.kl_div(F.log_softmax(dist_logits / tau, 1), F.log_softmax(teacher_logits / tau, 1),
-                             reduction="batchmean", log_target=True) * tau * tau
-            else:
-                d = F.cross_entropy(dist_logits, teacher_logits.argmax(1))
-            return (1 - alpha) * base + alpha * d
+        def hard_distillation_loss(cls_logits, dist_logits, teacher_logits, labels, epsilon=0.1):
+            k = cls_logits.shape[1]
+            hot = F.one_hot(labels, k).to(cls_logits.dtype)
+            targets = hot * (1 - epsilon) + (1 - hot) * epsilon / (k - 1)
+            return (F.cross_entropy(cls_logits, targets) + F.cross_entropy(dist_logits, teacher_logits)) / 2
         """,
-        {"test_soft_with_temperature", "test_batch_of_one_float64"},
+        {"test_smoothed_hard_distillation", "test_no_smoothing_is_deit_hard_loss", "test_default_epsilon_and_float64"},
+    ),
+    # float64 logits answered in float32
+    "11_distillation/always_float32": (
+        """
+        import torch
+        import torch.nn.functional as F
+
+        def hard_distillation_loss(cls_logits, dist_logits, teacher_logits, labels, epsilon=0.1):
+            k = cls_logits.shape[1]
+            def targets(classes):
+                hot = F.one_hot(classes, k).float()
+                return hot * (1 - epsilon) + (1 - hot) * epsilon / (k - 1)
+            c, d = cls_logits.float(), dist_logits.float()
+            return (F.cross_entropy(c, targets(labels)) + F.cross_entropy(d, targets(teacher_logits.argmax(1)))) / 2
+        """,
+        {"test_default_epsilon_and_float64"},
     ),
     # antialias ignored
     "12_resolution/no_antialias": (

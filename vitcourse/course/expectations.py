@@ -230,7 +230,7 @@ def same_values(a: Any, b: Any) -> bool:
     if type(a) is torch.Tensor:
         return tensor_mismatch(a, b) is None
     if type(a) in (tuple, list):
-        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b, strict=True))
     if type(a) is dict:
         return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
     if type(a) is float:

@@ -22,12 +22,11 @@ from pathlib import Path
 import nbformat
 
 from .stamp import read_repository, stamp_notebook
+from .stubs import STUB_LINE
 
 SOLUTION_DIR = "solutions"
 EXERCISE_DIR = "exercises"
 SOLUTION_TAG = "solution"
-STUB_MESSAGE = "replace this line with your code"
-STUB_LINE = f'raise NotImplementedError("{STUB_MESSAGE}")'
 
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)#\s*BEGIN SOLUTION\b")
 _END = re.compile(r"^(?P<indent>[ \t]*)#\s*END SOLUTION\b")

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...course.expectations import StudentCrashed
 from .. import wire
 from ..wire import CONTROL_KILL, CONTROL_QUIT, CONTROL_RUN
-from ...course.expectations import StudentCrashed
 
 
 @dataclass

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from ...course.expectations import GradingFailure, StudentCrashed, StudentRaised
 from ..notebooks import InvalidNotebook, parse_notebook
 from ..references import ReferenceUseError
-from ...course.expectations import GradingFailure, StudentCrashed, StudentRaised
 from .proxy import Student
 from .suites import HiddenSuite, HiddenTest
 

@@ -1,0 +1,25 @@
+"""The exercises' contracts, one module per exercise (see :mod:`vitcourse.course.contracts`).
+
+Each module defines ``CONTRACT`` (names, clauses with points, common mistakes) and the package's
+own answers it compares with. ``check(name, obj)`` in a student's notebook finds the contract of
+``name`` here; ``tests/hidden/test_<exercise>.py`` builds the grader's tests from the same
+contract. Exercises not listed here still use the hand-written checks of
+:mod:`vitcourse.course.checks` until they are converted.
+"""
+
+from __future__ import annotations
+
+from ..contracts import Contract
+from . import distillation, patches
+
+__all__ = ["CONTRACTS", "contract_for"]
+
+CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, distillation)}
+
+
+def contract_for(name: str) -> Contract | None:
+    """The contract in which the student defines ``name``, or None."""
+    for contract in CONTRACTS.values():
+        if name in contract.names:
+            return contract
+    return None
