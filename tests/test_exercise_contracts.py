@@ -7,7 +7,8 @@
 - every common mistake, written as a submission, is named by ``check()`` and by the grader on
   every clause it fails, and no other mistake is;
 - ``check()`` and the grader never diverge: the solution, every mistake and other wrong answers
-  get the same verdict and the same message from every clause, drawn with the same seed;
+  get the same verdict and the same message from every clause, drawn with the same seed (over
+  the grader's data channel in-process, and once through the real sandboxed grader);
 - ``LocalStudent`` (``check()``'s side) answers each kind of request as the grader's proxy does;
 - with ``--sandbox none`` the grader watches the contracts with the rest of the package.
 """
@@ -20,13 +21,14 @@ import shutil
 import textwrap
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
 from vitcourse.course.contracts import MISTAKE_PREFIX, LocalStudent
 from vitcourse.course.exercises import CONTRACTS
 from vitcourse.course.expectations import StudentCrashed, StudentRaised, same_values
-from vitcourse.grading.direct import in_process_student
+from vitcourse.grading.direct import graded_notebook, in_process_student
 from vitcourse.grading.notebooks import read_notebook
 from vitcourse.grading.trusted import scoring
 from vitcourse.grading.trusted.suites import load_hidden_suite
@@ -255,6 +257,39 @@ def test_check_and_the_grader_give_the_same_verdicts_and_messages(contract, name
     verdicts = checked(contract, namespace)
     passed = all(status == "passed" for status, _ in verdicts.values())
     assert passed == (name == "solution"), verdicts
+
+
+@pytest.mark.slow
+def test_the_sandboxed_grader_and_check_agree_on_a_handed_in_mistake(tmp_path):
+    """The real grader (a sandboxed worker, the wire, the proxy) against check()'s LocalStudent,
+    on a generated exercise with a common mistake written into it and one stub left."""
+    from vitcourse.grading.batch import grade
+    from vitcourse.grading.trusted.gradebook import Gradebook
+
+    contract = CONTRACTS["01_patches"]
+    mistake = next(m for m in contract.mistakes if m.name == "column_major_grid")
+    notebook = nbformat.read(ROOT / "exercises" / "01_patches.ipynb", as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(mistake_source(contract, mistake)))
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    nbformat.write(notebook, folder / "student.ipynb")
+    grade("01_patches", [("student", folder / "student.ipynb")], tmp_path / "out", jobs=1,
+          hidden_dir=HIDDEN, seed=7, progress=False)
+    book = Gradebook(tmp_path / "out" / "gradebook.sqlite")
+    try:
+        tests = book.results_json("student", "01_patches")["tests"]
+    finally:
+        book.close()
+    suite = load_hidden_suite(HIDDEN, "01_patches")
+    with graded_notebook(folder / "student.ipynb", "_visible_student", suite.reference_answers, suite.module) as namespace:
+        visible = checked(contract, namespace, seed=7)
+    assert len(tests) == len(visible) == len(contract.clauses)
+    for test, (clause, (status, message)) in zip(tests, visible.items(), strict=True):
+        assert test["status"] == ("passed" if status == "passed" else "failed"), (clause, test, message)
+        assert test["output"] == (message or "passed"), (clause, test["output"], message)
+    named = [t for t in tests if mistake.message in t["output"]]
+    stubbed = [t for t in tests if "NotImplementedError" in t["output"]]
+    assert len(named) >= 3 and len(stubbed) == 3, tests
 
 
 @contracts
