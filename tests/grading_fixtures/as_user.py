@@ -89,6 +89,7 @@ class OrdinaryUser:
     base: Path
     home: Path
     prefix: list[str]  # what runs a command as this user
+    _bubblewrap_usable: bool | None = None
 
     @classmethod
     def make(cls) -> OrdinaryUser:
@@ -114,7 +115,9 @@ class OrdinaryUser:
                                    f"it ({sys.base_prefix}), these tests need bubblewrap "
                                    f"(tools/install-system-deps.sh installs it)")
             prefix = [bwrap, "--dev-bind", "/", "/", *exposing, "--die-with-parent", "--", *prefix]
-        return cls(uid, base, home, prefix)
+        user = cls(uid, base, home, prefix)
+        user.bubblewrap_usable()
+        return user
 
     @property
     def is_separate(self) -> bool:
@@ -122,9 +125,14 @@ class OrdinaryUser:
         return bool(self.prefix)
 
     def bubblewrap_usable(self) -> bool:
-        """Whether the grader, run as this user, can use bubblewrap (its own probe says)."""
-        probe = self.run([sys.executable, "-m", "vitcourse.grading.trusted.sandbox"], timeout=120)
-        return probe.returncode == 0
+        """Whether the grader, run as this user, can use bubblewrap (its own probe says; asked
+        once, when the user is made: the probe's bwrap exits before its namespace's first process
+        is reaped, which init then reaps a moment later, and a test counting this user's processes
+        right after a grading run must not find that one)."""
+        if self._bubblewrap_usable is None:
+            probe = self.run([sys.executable, "-m", "vitcourse.grading.trusted.sandbox"], timeout=120)
+            self._bubblewrap_usable = probe.returncode == 0
+        return self._bubblewrap_usable
 
     def env(self, **extra: str) -> dict[str, str]:
         return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.home), "LANG": "C.UTF-8",
@@ -143,19 +151,22 @@ class OrdinaryUser:
             for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
                 os.lchown(name, self.uid, self.uid)
 
-    def processes(self) -> list[int]:
-        """This user's processes now (a separate user only: otherwise they are ours too)."""
+    def processes(self) -> list[str]:
+        """This user's processes now (a separate user only: otherwise they are ours too), each as
+        "pid (state) command line", so that a failing test says what survived."""
         found = []
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             try:
                 with open(f"/proc/{pid}/status") as f:
-                    uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
-            except (OSError, StopIteration):
+                    status = dict(line.split(":", 1) for line in f if ":" in line)
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    command = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            except OSError:
                 continue
-            if str(self.uid) in uids:
-                found.append(int(pid))
+            if str(self.uid) in status.get("Uid", "").split():
+                found.append(f"{pid} {status.get('Name', '?').strip()} ({status.get('State', '?').strip()}, parent {status.get('PPid', '?').strip()}) {command[:200]}")
         return found
 
     def attack_roots(self) -> list[str]:

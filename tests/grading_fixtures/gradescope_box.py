@@ -9,7 +9,9 @@ to root inside.
 
 "A Python" is this environment's: the interpreter's installation at its own path, and the
 packages of this virtual environment at /deps (on PYTHONPATH), without this checkout's own
-editable vitcourse, so that what the bundle installs is what runs.
+editable vitcourse, so that what the bundle installs is what runs. The packages are mounted at
+/site, outside /tmp: the grader's own sandbox gives student code an empty /tmp, and a checkout
+under /tmp (as a CI clone may be) would otherwise take torch out of the student's sight.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SYSTEM_LINKS = ("bin", "lib", "lib64", "sbin")  # symlinks into /usr on a merged-/usr system
+SITE_IN_BOX = Path("/site")  # where this environment's site-packages appear inside the container
 
 
 def _site_packages() -> Path:
@@ -40,13 +43,13 @@ def _folders_to(path: Path) -> list[str]:
 
 
 def dependency_farm(folder: Path) -> Path:
-    """A folder of links to every entry of this environment's site-packages except this
-    checkout's vitcourse (its editable-install hook and metadata)."""
+    """A folder of links to every entry of this environment's site-packages, as the container
+    sees it at /site, except this checkout's vitcourse (its editable-install hook and metadata)."""
     folder.mkdir(parents=True, exist_ok=True)
     for entry in _site_packages().iterdir():
         if "vitcourse" in entry.name.lower():
             continue
-        (folder / entry.name).symlink_to(entry)
+        (folder / entry.name).symlink_to(SITE_IN_BOX / entry.name)
     return folder
 
 
@@ -79,10 +82,9 @@ class GradescopeBox:
             elif host.is_dir():
                 args += ["--ro-bind", str(host), str(host)]
         python = Path(sys.base_prefix).resolve()
-        site = _site_packages()
-        for path in (python, site):
-            args += [*_folders_to(path), "--ro-bind", str(path), str(path)]
-        args += ["--ro-bind", str(self.farm), "/deps", "--bind", str(self.autograder), "/autograder"]
+        args += [*_folders_to(python), "--ro-bind", str(python), str(python)]
+        args += ["--ro-bind", str(_site_packages()), str(SITE_IN_BOX), "--ro-bind", str(self.farm), "/deps",
+                 "--bind", str(self.autograder), "/autograder"]
         if self.bwrap_overlay is not None:
             args += ["--ro-bind", str(self.bwrap_overlay), "/usr/bin/bwrap"]
         env = {"PATH": f"{python}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/root",
