@@ -94,6 +94,17 @@ def test_wrong_shape_dtype_and_type_are_named(capsys):
     assert "expected a torch.Tensor, got a list of" in capsys.readouterr().out
 
 
+def test_hand_written_checks_take_what_the_grader_would_receive(capsys):
+    class Sub(torch.Tensor):
+        pass
+
+    assert check("min_object_size", vitcourse.min_object_size) is True
+    assert check("sincos_pos_embed_2d", lambda *a, **k: torch.nn.Parameter(sincos_pos_embed_2d(*a, **k))) is True
+    capsys.readouterr()
+    assert check("sincos_pos_embed_2d", lambda *a, **k: sincos_pos_embed_2d(*a, **k).as_subclass(Sub)) is False
+    assert "your code returned a tensor subclass" in capsys.readouterr().out
+
+
 def test_student_exception_and_missing_error_are_reported(capsys):
     def crashes(images, patch_size, stride):
         return images[100]

@@ -22,6 +22,7 @@ import torch
 from ..models.statedict import state_dict_diff
 from .exercises import CONTRACTS, contract_for
 from .expectations import GradingFailure, expect_number, tensor_mismatch
+from .values import DisallowedValue, to_data
 
 __all__ = [
     "check",
@@ -89,6 +90,11 @@ class _Checker:
             return False, None
 
     def tensor(self, label: str, got, expected: torch.Tensor, rtol=None, atol=None) -> bool:
+        try:  # what the grader would receive: a Parameter becomes a plain tensor, a subclass is refused
+            got = to_data(got)
+        except DisallowedValue as refused:
+            self.fail(label, f"your code returned {refused}")
+            return False
         why = tensor_mismatch(got, expected, rtol, atol)
         if why:
             self.fail(label, why)
