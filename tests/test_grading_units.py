@@ -126,6 +126,15 @@ def test_to_data_rejects_everything_else(bad):
         values.to_data(bad)
 
 
+def test_to_argument_sends_a_state_dict_as_a_dict_and_names_the_senders_bug():
+    from collections import OrderedDict
+
+    sent = values.to_argument(OrderedDict(w=torch.ones(2)), "state_dict", "contract")
+    assert type(sent) is dict and torch.equal(sent["w"], torch.ones(2))
+    with pytest.raises(TypeError, match=r"^hidden test bug: inputs must be plain data, got a value of type builtins.object"):
+        values.to_argument((object(),), "inputs", "hidden test")
+
+
 def test_check_data_rejects_what_weights_only_load_can_still_build():
     from collections import OrderedDict
 

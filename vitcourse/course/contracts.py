@@ -55,6 +55,7 @@ and ``tests/hidden/test_01_patches.py`` is three lines: ``EXERCISE``, ``REFERENC
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import textwrap
@@ -66,7 +67,7 @@ from typing import Any
 import torch
 
 from .expectations import GradingFailure, StudentCrashed, StudentRaised, points, same_values
-from .values import DisallowedValue, describe_exception, to_data
+from .values import DisallowedValue, describe_exception, to_argument, to_data
 
 __all__ = [
     "Contract",
@@ -98,14 +99,8 @@ def draw_float(rng: torch.Generator, low: float, high: float, digits: int = 3) -
 # ---- the student interface, in this process ----------------------------------------------------
 
 
-def _outgoing(value: Any, what: str) -> Any:
-    """Arguments a clause sends must be plain data (an OrderedDict becomes a dict), as in the grader."""
-    if type(value).__name__ == "OrderedDict" and isinstance(value, dict):
-        value = dict(value)
-    try:
-        return to_data(value)
-    except DisallowedValue as exc:
-        raise TypeError(f"contract bug: {what} must be plain data, got {exc}") from None
+# Arguments a clause sends must be plain data, as in the grader (an OrderedDict becomes a dict).
+_outgoing = functools.partial(to_argument, sender="contract")
 
 
 class LocalStudent:

@@ -8,6 +8,8 @@ of an exercise's contract sees the same values in both:
   gets as copies); ``check_data`` re-checks every type exactly after loading, on the grader's
   trusted side, because whatever the worker sends may have been forged by the student's code:
   only dicts, lists, tuples, str, int, float, bool, None and plain dense CPU tensors pass;
+- ``to_argument`` is ``to_data`` for the arguments a check sends (an OrderedDict, as a state
+  dict is, becomes a dict); a refusal there is a bug in the check, and says so;
 - ``describe_exception`` turns what the student's code raised into plain strings (its type's
   name, its message, the built-in classes it derives from).
 """
@@ -79,6 +81,18 @@ def to_data(value: Any, max_elements: int = 50_000_000, _depth: int = 0) -> Any:
 
 
 MAX_NODES = 1_000_000
+
+
+def to_argument(value: Any, what: str, sender: str) -> Any:
+    """``value`` as plain data for the student's code: what ``sender`` (a contract's clause, a
+    hidden test) sends as ``what``. An OrderedDict (a state dict) becomes a dict; anything else
+    outside the contract raises TypeError, naming the sender's bug."""
+    if type(value).__name__ == "OrderedDict" and isinstance(value, dict):
+        value = dict(value)
+    try:
+        return to_data(value)
+    except DisallowedValue as exc:
+        raise TypeError(f"{sender} bug: {what} must be plain data, got {exc}") from None
 
 
 def check_data(value: Any) -> Any:
