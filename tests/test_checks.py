@@ -18,8 +18,8 @@ from vitcourse.course.checks import (
     reference_count_objects,
     reference_same_object_mask,
 )
-from vitcourse.course.exercises import distillation, patches
-from vitcourse.models.attention import Attention, softmax_attention
+from vitcourse.course.exercises import attention, distillation, patches
+from vitcourse.models.attention import Attention
 from vitcourse.models.posembed import sincos_pos_embed_2d
 from vitcourse.models.vit import Block
 
@@ -29,7 +29,8 @@ REFERENCES = {
     "smooth_labels": distillation.smooth_labels,
     "hard_distillation_loss": distillation.hard_distillation_loss,
     "min_object_size": vitcourse.min_object_size,
-    "softmax_attention": softmax_attention,
+    "partial_attention": attention.partial_attention,
+    "merge_attention": attention.merge_attention,
     "MultiHeadSelfAttention": Attention,
     "sincos_pos_embed_2d": sincos_pos_embed_2d,
     "attention_rollout": vitcourse.attention_rollout,

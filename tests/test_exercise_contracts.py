@@ -125,6 +125,30 @@ OTHER_WRONG = {
         """,
         "nothing_defined": "x = 1\n",
     },
+    "03_attention": {
+        "returns_a_dict": """
+            def partial_attention(q, k, v, tau=None):
+                scores = q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if tau is None else tau)
+                return {"out": torch.softmax(scores, -1) @ v, "lse": torch.logsumexp(scores, -1)}
+        """,
+        "three_items": """
+            def merge_attention(out_a, lse_a, out_b, lse_b):
+                total = torch.logaddexp(lse_a, lse_b)
+                share = torch.exp(lse_a - total)[..., None]
+                return share * out_a + (1 - share) * out_b, total, share
+        """,
+        "raises_type_error": """
+            def merge_attention(out_a, lse_a, out_b, lse_b):
+                raise TypeError("not today")
+        """,
+        "lse_in_float64": """
+            def partial_attention(q, k, v, tau=None):
+                if q.shape[-1] != k.shape[-1] or (tau is not None and tau <= 0):
+                    raise ValueError("bad")
+                scores = q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if tau is None else tau)
+                return torch.softmax(scores, -1) @ v, torch.logsumexp(scores.double(), -1)
+        """,
+    },
     "11_distillation": {
         "python_float": """
             def hard_distillation_loss(cls_logits, dist_logits, teacher_logits, labels, epsilon=0.1):

@@ -166,21 +166,49 @@ CORRECT = {
                 raise ValueError("not a multiple of p * p")
             return weight.unflatten(1, (p, p, -1)).movedim(3, 1).contiguous()
     """,
-    "03_attention/float64_inside": """
+    "03_attention/float64_max_subtracted": """
         import math
         import torch
 
-        def softmax_attention(q, k, v, tau=None):
+        def partial_attention(q, k, v, tau=None):
             if q.shape[-1] != k.shape[-1]:
-                raise ValueError("widths differ")
-            if tau is None:
-                tau = math.sqrt(q.shape[-1])
+                raise ValueError("q and k differ in width")
+            tau = math.sqrt(q.shape[-1]) if tau is None else tau
             if tau <= 0:
                 raise ValueError("tau must be positive")
             scores = torch.einsum("...nd,...md->...nm", q.double(), k.double()) / tau
-            weights = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
-            weights = weights / weights.sum(dim=-1, keepdim=True)
-            return (weights @ v.double()).to(q.dtype), weights.to(q.dtype)
+            top = scores.amax(dim=-1, keepdim=True)
+            mass = torch.exp(scores - top)
+            total = mass.sum(dim=-1, keepdim=True)
+            out = (mass / total) @ v.double()
+            return out.to(q.dtype), (top + total.log()).squeeze(-1).to(q.dtype)
+
+        def merge_attention(out_a, lse_a, out_b, lse_b):
+            if out_a.shape != out_b.shape or lse_a.shape != lse_b.shape or lse_a.shape != out_a.shape[:-1]:
+                raise ValueError("shapes do not match")
+            top = torch.maximum(lse_a, lse_b)
+            mass_a, mass_b = torch.exp(lse_a - top), torch.exp(lse_b - top)
+            out = (mass_a[..., None] * out_a + mass_b[..., None] * out_b) / (mass_a + mass_b)[..., None]
+            return out, top + torch.log(mass_a + mass_b)
+    """,
+    "03_attention/sdpa_and_sigmoid": """
+        import math
+        import torch
+        import torch.nn.functional as F
+
+        def partial_attention(q, k, v, tau=None):
+            d = q.shape[-1]
+            if k.shape[-1] != d or (tau is not None and not tau > 0):
+                raise ValueError("bad widths or tau")
+            scale = 1 / math.sqrt(d) if tau is None else 1 / tau
+            out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+            return out, torch.logsumexp((q @ k.mT) * scale, dim=-1)
+
+        def merge_attention(out_a, lse_a, out_b, lse_b):
+            if out_a.shape != out_b.shape or lse_a.shape != out_a.shape[:-1] or lse_b.shape != lse_a.shape:
+                raise ValueError("shapes do not match")
+            share_a = torch.sigmoid(lse_a - lse_b).unsqueeze(-1)  # exp(a) / (exp(a) + exp(b))
+            return share_a * out_a + (1 - share_a) * out_b, torch.logaddexp(lse_a, lse_b)
     """,
     "04_mhsa/einops_sdpa": """
         import torch
@@ -414,34 +442,48 @@ WRONG = {
         """,
         {"test_converted_weight", "test_convolution_gives_the_linear_tokens"},
     ),
-    # tau ignored: always sqrt(d)
-    "03_attention/tau_ignored": (
+    # the old exercise's answer: the weights returned instead of the row statistic
+    "03_attention/weights_instead_of_lse": (
         """
         import math
         import torch
 
-        def softmax_attention(q, k, v, tau=None):
-            if q.shape[-1] != k.shape[-1] or (tau is not None and tau <= 0):
-                raise ValueError("bad input")
-            weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
-            return weights @ v, weights
-        """,
-        {"test_given_tau", "test_keeps_float64"},
-    ),
-    # softmax over the wrong axis
-    "03_attention/softmax_over_queries": (
-        """
-        import math
-        import torch
-
-        def softmax_attention(q, k, v, tau=None):
+        def partial_attention(q, k, v, tau=None):
             tau = math.sqrt(q.shape[-1]) if tau is None else tau
             if q.shape[-1] != k.shape[-1] or tau <= 0:
                 raise ValueError("bad input")
-            weights = torch.softmax(q @ k.transpose(-2, -1) / tau, dim=-2)
+            weights = torch.softmax(q @ k.transpose(-2, -1) / tau, dim=-1)
             return weights @ v, weights
         """,
-        {"test_default_tau_random_shapes", "test_given_tau"},
+        {"test_attention_and_row_statistic", "test_scores_beyond_exp", "test_default_temperature",
+         "test_one_query_in_float64"},
+    ),
+    # the merged statistic not updated: the first block's lse passed on
+    "03_attention/merge_keeps_lse_a": (
+        """
+        import torch
+
+        def merge_attention(out_a, lse_a, out_b, lse_b):
+            if out_a.shape != out_b.shape or lse_a.shape != lse_b.shape:
+                raise ValueError("shapes do not match")
+            total = torch.logaddexp(lse_a, lse_b)
+            out = torch.exp(lse_a - total)[..., None] * out_a + torch.exp(lse_b - total)[..., None] * out_b
+            return out, lse_a
+        """,
+        {"test_merged_equals_attention_over_all_keys", "test_far_apart_row_statistics",
+         "test_three_blocks_in_either_order"},
+    ),
+    # no validation: a negative tau flips the softmax instead of raising
+    "03_attention/no_validation": (
+        """
+        import math
+        import torch
+
+        def partial_attention(q, k, v, tau=None):
+            scores = q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if tau is None else tau)
+            return torch.softmax(scores, dim=-1) @ v, torch.logsumexp(scores, dim=-1)
+        """,
+        {"test_rejects_bad_tau_and_widths"},
     ),
     # heads interleaved: qkv split as (heads, 3, d) instead of (3, heads, d)
     "04_mhsa/heads_interleaved": (

@@ -154,29 +154,6 @@ def _check_min_object_size(c: _Checker, fn) -> None:
             c.number(f"min_object_size{args}", got, ref(*args))
 
 
-def _check_softmax_attention(c: _Checker, fn) -> None:
-    from ..models.attention import softmax_attention as ref
-
-    g = _gen(3)
-    q, k, v = (torch.randn(2, 5, 8, generator=g) for _ in range(3))
-    for tau in (None, 0.5, 4.0):
-        label = f"softmax_attention(q, k, v, tau={tau}) on (2, 5, 8)"
-        done, got = c.run(label, lambda tau=tau: fn(q, k, v, tau=tau))
-        if not done:
-            continue
-        if not isinstance(got, tuple) or len(got) != 2:
-            c.fail(label, f"expected a tuple (out, weights), got {_short(got)}")
-            continue
-        out, weights = ref(q, k, v, tau=tau)
-        c.tensor(label + " weights", got[1], weights)
-        c.tensor(label + " out", got[0], out)
-    q4, k4, v4 = torch.randn(1, 2, 3, 4, generator=g), torch.randn(1, 2, 6, 4, generator=g), torch.randn(1, 2, 6, 5, generator=g)
-    label = "softmax_attention with heads (1, 2, 3, 4) queries, 6 keys, value width 5"
-    done, got = c.run(label, lambda: fn(q4, k4, v4))
-    if done and isinstance(got, tuple) and len(got) == 2:
-        c.tensor(label + " out", got[0], ref(q4, k4, v4)[0])
-
-
 def _reference_attention(dim: int, heads: int, qkv_bias: bool, seed: int):
     from ..models.attention import Attention
 
@@ -377,7 +354,6 @@ def _check_resample(c: _Checker, fn) -> None:
 
 _CHECKS = {
     "min_object_size": _check_min_object_size,
-    "softmax_attention": _check_softmax_attention,
     "MultiHeadSelfAttention": _check_mhsa,
     "sincos_pos_embed_2d": _check_sincos,
     "attention_rollout": _check_rollout,
