@@ -4,10 +4,12 @@
   :func:`vitcourse.data.cifar.load_cifar10` reads exactly as it reads the real download.
 * :func:`write_hub_cache` writes a Hugging Face hub cache holding the checkpoints the pretrained
   page downloads, or any timm models under their pretrained tags (DINOv2, CLIP, MAE... for
-  tests/test_families.py), with random weights. With ``HF_HOME`` pointing at it and ``HF_HUB_OFFLINE=1``
-  (:func:`hub_environment`), ``timm.create_model(name, pretrained=True)`` and
-  ``ViTForImageClassification.from_pretrained(repo)`` run their real loading code and find the
-  files in the cache instead of on the network.
+  tests/test_families.py), with random weights; :func:`write_clip_repo` adds the whole CLIP
+  (both towers, tokenizer, preprocessing) that the multimodal page loads with transformers.
+  With ``HF_HOME`` pointing at it and ``HF_HUB_OFFLINE=1`` (:func:`hub_environment`),
+  ``timm.create_model(name, pretrained=True)``, ``ViTForImageClassification.from_pretrained(repo)``
+  and ``CLIPModel.from_pretrained(repo)`` run their real loading code and find the files in the
+  cache instead of on the network.
 
 Only the bytes are stand-ins: file names, layouts, configs and key names are the real ones, so
 a code path that works here differs from Colab's only in what the weights have learned.
@@ -110,6 +112,39 @@ def write_hub_cache(home: str | os.PathLike, timm_name: str | tuple[str, ...] = 
         model = ViTForImageClassification(config)
         _write_repo(hub, hf_repo, {"config.json": lambda path: path.write_text(config.to_json_string()),
                                    "model.safetensors": _safetensors_writer(model)})
+    return Path(home)
+
+
+CLIP_CHECKPOINT = "openai/clip-vit-base-patch32"  # what the multimodal page loads via transformers
+
+
+def write_clip_repo(home: str | os.PathLike, repo_id: str = CLIP_CHECKPOINT, seed: int = 0) -> Path:
+    """Write a tiny random CLIP as ``repo_id`` into the hub cache under ``home``; return ``home``.
+
+    ``CLIPModel.from_pretrained(repo_id)`` and ``CLIPProcessor.from_pretrained(repo_id)`` then
+    load it offline: the files are what transformers' ``save_pretrained`` writes (``config.json``,
+    ``model.safetensors``, the tokenizer's and the image processor's files). The towers are small
+    (two blocks of width 64, patch 32, a 32-dimensional joint space) and the tokenizer is CLIP's
+    byte-level BPE with no merges: its vocabulary holds CLIP's base symbols (every byte, alone
+    and ending a word) and the two special tokens, so a word becomes one token per character.
+    What the stand-in predicts means nothing; a page that loads it can tell by its size.
+    """
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    characters = sorted(pre_tokenizers.ByteLevel.alphabet())  # the 256 byte-level symbols
+    vocabulary = [*characters, *(c + "</w>" for c in characters), "<|startoftext|>", "<|endoftext|>"]
+    tokenizer = CLIPTokenizer(vocab={token: i for i, token in enumerate(vocabulary)}, merges=[])
+    small = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4)
+    text = dict(small, vocab_size=len(vocabulary), bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=1)  # CLIP's pad id, as in its config
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=dict(small, patch_size=32), projection_dim=32))
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer)
+    _write_repo(Path(home) / "hub", repo_id, {})
+    snapshot = Path(home) / "hub" / ("models--" + repo_id.replace("/", "--")) / "snapshots" / _COMMIT
+    model.save_pretrained(snapshot)
+    processor.save_pretrained(snapshot)
     return Path(home)
 
 

@@ -1,17 +1,20 @@
 """Run chapters with their switch on (``LARGER_RUN`` / ``LOAD_PRETRAINED = True``), offline.
 
-Every chapter keeps its heavier run behind one switch at the top, off by default, and the
-stored outputs (which nbval checks) come from the default path. A reader in Colab flips the
-switch and runs the other path, so that path is run here too: the notebook is copied with the
-switch set to True and executed top to bottom in a scratch folder, with offline stand-ins for
-what the switched path downloads (``tests/stand_ins.py``: CIFAR-10 files, a hub cache).
+Every chapter keeps its heavier run behind a switch at the top, off by default, and the stored
+outputs (which nbval checks) come from the default path. A reader in Colab flips the switch and
+runs the other path, so that path is run here too: the notebook is copied with the switch set to
+True and executed top to bottom in a scratch folder, with offline stand-ins for what the switched
+path downloads (``tests/stand_ins.py``: CIFAR-10 files, a hub cache). A page may have both
+switches (training longer, loading pretrained weights); each is then run on its own, the other
+left off, since that is what a reader who flips one of them gets.
 
 Training that a GPU does in minutes would take hours here, so :data:`SHRINK` cuts epoch counts
 (exact text replacements, each of which must match, so they cannot silently go stale); the
 code path, models, data and devices stay those of the switched run.
 
-    python -m tests.switched_notebooks                       # every chapter with a switch
+    python -m tests.switched_notebooks                       # every switch of every chapter
     python -m tests.switched_notebooks chapters/03_hands_on/04_pretrained.ipynb
+    python -m tests.switched_notebooks chapters/02_applications/04_multimodal.ipynb --switch LOAD_PRETRAINED
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from tests.stand_ins import hub_environment, write_cifar10, write_hub_cache
+from tests.stand_ins import hub_environment, write_cifar10, write_clip_repo, write_hub_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
@@ -73,10 +76,15 @@ def _hub(folder: Path) -> dict[str, str]:
     return hub_environment(write_hub_cache(folder / "hf_home"))
 
 
+def _clip(folder: Path) -> dict[str, str]:
+    return hub_environment(write_clip_repo(folder / "hf_home"))
+
+
 # notebook (relative to chapters/) -> writes its stand-ins into the scratch folder, returns env vars
 STAND_INS: dict[str, Callable[[Path], dict[str, str]]] = {
     "03_hands_on/01_training_from_scratch.ipynb": _cifar10,
     "03_hands_on/04_pretrained.ipynb": _hub,
+    "02_applications/04_multimodal.ipynb": _clip,
 }
 
 
@@ -91,15 +99,31 @@ def switched_chapters() -> list[Path]:
     return [path for path in sorted(CHAPTERS.rglob("*.ipynb")) if SWITCH.search(code_of(path))]
 
 
-def flip_switch(nb, name: str) -> str:
-    """Set the notebook's one switch to True in place; return the switch's name."""
-    cells = [cell for cell in nb.cells if cell.cell_type == "code" and SWITCH.search(cell.source)]
-    found = sum(len(SWITCH.findall(cell.source)) for cell in cells)
-    if found != 1:
-        raise ValueError(f"{name}: expected one `LARGER_RUN = False` or `LOAD_PRETRAINED = False` line, found {found}")
-    switch = SWITCH.search(cells[0].source)[1]
-    cells[0].source = SWITCH.sub(f"{switch} = True", cells[0].source)
-    return switch
+def switches_of(path: Path) -> list[str]:
+    """The names of the switches the notebook at ``path`` sets to False, sorted."""
+    return sorted({match[1] for match in SWITCH.finditer(code_of(path))})
+
+
+def switched_runs() -> list[tuple[Path, str]]:
+    """Every (chapter, switch) to run: one run per switch, the page's other switch left off."""
+    return [(path, switch) for path in switched_chapters() for switch in switches_of(path)]
+
+
+def flip_switch(nb, name: str, switch: str | None = None) -> str:
+    """Set one switch of the notebook to True in place; return its name.
+
+    ``switch`` names it (``"LARGER_RUN"`` or ``"LOAD_PRETRAINED"``), and must be set to False on
+    exactly one line; without it, the notebook must have exactly one switch line.
+    """
+    lines = [(cell, match) for cell in nb.cells if cell.cell_type == "code" for match in SWITCH.finditer(cell.source)]
+    if switch is not None:
+        lines = [(cell, match) for cell, match in lines if match[1] == switch]
+    if len(lines) != 1:
+        wanted = f"`{switch} = False`" if switch else "`LARGER_RUN = False` or `LOAD_PRETRAINED = False`"
+        raise ValueError(f"{name}: expected one {wanted} line, found {len(lines)}")
+    cell, match = lines[0]
+    cell.source = cell.source[: match.start()] + f"{match[1]} = True" + cell.source[match.end():]
+    return match[1]
 
 
 def shrink(nb, name: str) -> None:
@@ -112,15 +136,16 @@ def shrink(nb, name: str) -> None:
             cell.source = cell.source.replace(old, new)
 
 
-def run_switched(path: Path, folder: Path, timeout: int = 1800):
-    """Execute ``path`` with its switch on, in ``folder``; return the executed notebook.
+def run_switched(path: Path, folder: Path, timeout: int = 1800, switch: str | None = None):
+    """Execute ``path`` with ``switch`` (its one switch when None) on, in ``folder``; return the
+    executed notebook.
 
     Raises ``nbclient.exceptions.CellExecutionError`` naming the failing cell and its traceback.
     The kernel inherits this process's environment plus the stand-ins' variables.
     """
     name = path.resolve().relative_to(CHAPTERS).as_posix()
     nb = nbformat.read(path, as_version=4)
-    flip_switch(nb, name)
+    flip_switch(nb, name, switch)
     shrink(nb, name)
     folder.mkdir(parents=True, exist_ok=True)
     env = STAND_INS[name](folder) if name in STAND_INS else {}
@@ -133,19 +158,23 @@ def run_switched(path: Path, folder: Path, timeout: int = 1800):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="chapter notebooks (default: every one with a switch)")
+    parser.add_argument("--switch", choices=("LARGER_RUN", "LOAD_PRETRAINED"), help="only this switch (default: each)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args(argv)
     failures = 0
-    for path in args.notebooks or switched_chapters():
+    runs = [(path, switch) for path in args.notebooks for switch in switches_of(path)] if args.notebooks else switched_runs()
+    for path, switch in runs:
+        if args.switch and switch != args.switch:
+            continue
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="switched-") as folder:
             try:
-                run_switched(path, Path(folder), args.timeout)
+                run_switched(path, Path(folder), args.timeout, switch)
                 status = "ok"
             except CellExecutionError as error:
                 failures += 1
                 status = f"FAILED\n{error}"
-        print(f"{path}: {status} ({time.perf_counter() - start:.0f} s)", flush=True)
+        print(f"{path} ({switch} = True): {status} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 1 if failures else 0
 
 

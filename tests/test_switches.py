@@ -7,7 +7,11 @@ one a reader gets after flipping the switch in Colab, offline and on the CPU
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -21,9 +25,12 @@ from tests.switched_notebooks import (
     run_switched,
     shrink,
     switched_chapters,
+    switched_runs,
+    switches_of,
 )
 
 SWITCHED = switched_chapters()
+RUNS = switched_runs()
 
 
 def test_every_chapter_that_uses_a_switch_sets_it_once_to_false():
@@ -31,7 +38,11 @@ def test_every_chapter_that_uses_a_switch_sets_it_once_to_false():
     assert using == set(SWITCHED)
     assert len(SWITCHED) >= 10
     for path in SWITCHED:
-        flip_switch(nbformat.read(path, as_version=4), path.name)  # raises unless exactly one
+        for switch in switches_of(path):
+            flip_switch(nbformat.read(path, as_version=4), path.name, switch)  # raises unless exactly one line
+    # The pages that have both switches run once with each.
+    assert (CHAPTERS / "02_applications/04_multimodal.ipynb", "LOAD_PRETRAINED") in RUNS
+    assert (CHAPTERS / "02_applications/04_multimodal.ipynb", "LARGER_RUN") in RUNS
 
 
 def test_stand_ins_and_shrinks_name_real_notebooks():
@@ -55,6 +66,18 @@ def test_flip_switch_refuses_none_or_two():
         flip_switch(_notebook("LARGER_RUN = False", "LOAD_PRETRAINED = False"), "two.ipynb")
 
 
+def test_flip_switch_by_name_flips_that_one_and_refuses_it_twice():
+    nb = _notebook("LARGER_RUN = False  # longer\nLOAD_PRETRAINED = False  # download", "print(LOAD_PRETRAINED)")
+    assert flip_switch(nb, "both.ipynb", "LOAD_PRETRAINED") == "LOAD_PRETRAINED"
+    assert nb.cells[0].source == "LARGER_RUN = False  # longer\nLOAD_PRETRAINED = True  # download"
+    assert flip_switch(nb, "both.ipynb", "LARGER_RUN") == "LARGER_RUN"
+    assert nb.cells[0].source == "LARGER_RUN = True  # longer\nLOAD_PRETRAINED = True  # download"
+    with pytest.raises(ValueError, match="twice.ipynb: expected one `LOAD_PRETRAINED = False` line, found 2"):
+        flip_switch(_notebook("LOAD_PRETRAINED = False", "LOAD_PRETRAINED = False"), "twice.ipynb", "LOAD_PRETRAINED")
+    with pytest.raises(ValueError, match="none.ipynb: expected one `LARGER_RUN = False` line, found 0"):
+        flip_switch(_notebook("LOAD_PRETRAINED = False"), "none.ipynb", "LARGER_RUN")
+
+
 def test_shrink_refuses_a_stale_replacement(monkeypatch):
     monkeypatch.setitem(SHRINK, "x.ipynb", {"epochs=50": "epochs=1"})
     nb = _notebook("fit(model, epochs=50)")
@@ -64,7 +87,35 @@ def test_shrink_refuses_a_stale_replacement(monkeypatch):
         shrink(_notebook("fit(model, epochs=40)"), "x.ipynb")
 
 
+CLIP_CHECK = """
+import json, sys
+from transformers import CLIPModel, CLIPProcessor
+model, processor = CLIPModel.from_pretrained(sys.argv[1]), CLIPProcessor.from_pretrained(sys.argv[1])
+tokenizer = processor.tokenizer
+print(json.dumps({"tokens": tokenizer(["a photo of a cat"])["input_ids"][0], "bos": tokenizer.bos_token_id,
+                  "eos": tokenizer.eos_token_id, "model_eos": model.config.text_config.eos_token_id,
+                  "mean": list(processor.image_processor.image_mean), "patch": model.config.vision_config.patch_size}))
+"""
+
+
+def test_the_clip_stand_in_loads_offline_as_the_multimodal_page_loads_it(tmp_path):
+    # In a new process: the hub's offline switch is read when huggingface_hub is imported.
+    from tests.stand_ins import CLIP_CHECKPOINT, hub_environment, write_clip_repo
+
+    env = {**os.environ, **hub_environment(write_clip_repo(tmp_path))}
+    result = subprocess.run([sys.executable, "-c", CLIP_CHECK, CLIP_CHECKPOINT], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    # CLIP's start and end tokens around one token per character (no merges; spaces are not tokens)
+    assert found["tokens"][0] == found["bos"] and found["tokens"][-1] == found["eos"]
+    assert len(found["tokens"]) == len("aphotoofacat") + 2
+    assert found["model_eos"] == found["eos"]  # the text tower pools at the end-of-text token
+    assert found["mean"] == [0.48145466, 0.4578275, 0.40821073]  # CLIP's mean, not ImageNet's
+    assert found["patch"] == 32
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", SWITCHED, ids=[path.relative_to(CHAPTERS).as_posix() for path in SWITCHED])
-def test_switched_path_runs(path, tmp_path):
-    run_switched(path, tmp_path)  # fails with CellExecutionError: the failing cell and its traceback
+@pytest.mark.parametrize("path,switch", RUNS, ids=[f"{path.relative_to(CHAPTERS).as_posix()}:{switch}" for path, switch in RUNS])
+def test_switched_path_runs(path, switch, tmp_path):
+    run_switched(path, tmp_path, switch=switch)  # fails with CellExecutionError: the failing cell and its traceback
