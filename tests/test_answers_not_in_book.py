@@ -42,7 +42,6 @@ NOT_YET_CONVERTED = {
     ("09_memory", "vitcourse.analysis.cost.attention_map_bytes"),
     ("09_memory", "vitcourse.analysis.cost.checkpointed_qk_bytes"),
     ("10_blocks", "vitcourse.models.vit.Block"),
-    ("12_resolution", "vitcourse.models.posembed.resample_pos_embed"),
 }
 
 

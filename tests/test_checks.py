@@ -18,7 +18,7 @@ from vitcourse.course.checks import (
     reference_count_objects,
     reference_same_object_mask,
 )
-from vitcourse.course.exercises import attention, distillation, patches
+from vitcourse.course.exercises import attention, distillation, patches, resolution
 from vitcourse.models.attention import Attention
 from vitcourse.models.posembed import sincos_pos_embed_2d
 from vitcourse.models.vit import Block
@@ -41,7 +41,8 @@ REFERENCES = {
     "attention_map_bytes": vitcourse.attention_map_bytes,
     "checkpointed_qk_bytes": vitcourse.checkpointed_qk_bytes,
     "Block": Block,
-    "resample_pos_embed": vitcourse.resample_pos_embed,
+    "resize_matrix": resolution.resize_matrix,
+    "pi_resize_patch_weight": resolution.pi_resize_patch_weight,
 }
 
 

@@ -172,6 +172,28 @@ OTHER_WRONG = {
                 return (F.one_hot(labels, num_classes).float(),)
         """,
     },
+    "12_resolution": {
+        "numpy_matrix": """
+            def resize_matrix(old_size, new_size):
+                basis = torch.eye(old_size**2, dtype=torch.float64).reshape(-1, 1, old_size, old_size)
+                return F.interpolate(basis, size=(new_size, new_size), mode="bilinear").flatten(1).T.numpy()
+        """,
+        "float32_matrix": """
+            def resize_matrix(old_size, new_size):
+                if old_size < 1 or new_size < 1:
+                    raise ValueError("sizes must be positive")
+                basis = torch.eye(old_size**2).reshape(-1, 1, old_size, old_size)
+                return F.interpolate(basis, size=(new_size, new_size), mode="bilinear").flatten(1).T
+        """,
+        "raises_type_error": """
+            def pi_resize_patch_weight(weight, new_size):
+                raise TypeError("not today")
+        """,
+        "returns_a_list": """
+            def pi_resize_patch_weight(weight, new_size):
+                return [weight]
+        """,
+    },
 }
 
 

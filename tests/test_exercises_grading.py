@@ -377,28 +377,48 @@ CORRECT = {
             return 0.5 * ce(cls_logits, smooth_labels(labels, k, epsilon)) + 0.5 * ce(
                 dist_logits, smooth_labels(teacher_logits.argmax(1), k, epsilon))
     """,
-    "12_resolution/float64_inside": """
-        import math
+    "12_resolution/loop_and_lstsq": """
         import torch
         import torch.nn.functional as F
 
-        def resample_pos_embed(pos_embed, new_grid, old_grid=None, num_prefix_tokens=1, mode="bicubic", antialias=True):
-            n = pos_embed.shape[1] - num_prefix_tokens
-            if old_grid is None:
-                side = int(round(math.sqrt(n)))
-                if side * side != n:
-                    raise ValueError(f"{n} grid tokens is not a square")
-                old_grid = (side, side)
-            if old_grid[0] * old_grid[1] != n:
-                raise ValueError("pos_embed does not match old_grid")
-            if tuple(new_grid) == tuple(old_grid):
-                return pos_embed
-            prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-            image = grid.double().reshape(1, old_grid[0], old_grid[1], -1).permute(0, 3, 1, 2)
-            kwargs = {"antialias": antialias} if mode in ("bilinear", "bicubic") else {}
-            image = F.interpolate(image, size=tuple(new_grid), mode=mode, **kwargs)
-            grid = image.permute(0, 2, 3, 1).flatten(1, 2).to(pos_embed.dtype)
-            return torch.cat([prefix, grid], dim=1)
+        def resize_matrix(old_size, new_size):
+            if old_size < 1 or new_size < 1:
+                raise ValueError("sizes must be positive")
+            columns = []
+            for j in range(old_size * old_size):
+                basis = torch.zeros(1, 1, old_size, old_size, dtype=torch.float64)
+                basis.view(-1)[j] = 1.0
+                columns.append(F.interpolate(basis, size=(new_size, new_size), mode="bilinear").flatten())
+            return torch.stack(columns, dim=1)
+
+        def pi_resize_patch_weight(weight, new_size):
+            if weight.ndim != 4 or weight.shape[2] != weight.shape[3]:
+                raise ValueError("weight must be (D, C, p, p)")
+            d, c, p, _ = weight.shape
+            b = resize_matrix(p, new_size)
+            # the minimum-norm solution of B^T w' = w, every kernel at once
+            solved = torch.linalg.lstsq(b.T, weight.double().reshape(d * c, p * p).T, driver="gelsd").solution
+            return solved.T.reshape(d, c, new_size, new_size).to(weight.dtype)
+    """,
+    "12_resolution/kronecker_in_float32": """
+        import torch
+        import torch.nn.functional as F
+
+        def resize_matrix(old_size, new_size):
+            if min(old_size, new_size) < 1:
+                raise ValueError("sizes must be positive")
+            # bilinear = linear along rows, then along columns: B is the Kronecker product
+            one_d = F.interpolate(torch.eye(old_size, dtype=torch.float64)[:, None], size=new_size, mode="linear")
+            a = one_d[:, 0].T  # (new, old)
+            return torch.kron(a, a)
+
+        def pi_resize_patch_weight(weight, new_size):
+            if weight.dim() != 4 or weight.shape[-2] != weight.shape[-1]:
+                raise ValueError("weight must be (D, C, p, p)")
+            p = weight.shape[-1]
+            b = resize_matrix(p, new_size).to(weight.dtype)
+            kernels = weight.flatten(2) @ torch.linalg.pinv(b)
+            return kernels.unflatten(2, (new_size, new_size))
     """,
 }
 
@@ -587,30 +607,34 @@ WRONG = {
         """,
         {"test_default_epsilon_and_float64"},
     ),
-    # antialias ignored
-    "12_resolution/no_antialias": (
+    # nearest-neighbour resizing where bilinear was asked
+    "12_resolution/nearest": (
         """
-        import math
         import torch
         import torch.nn.functional as F
 
-        def resample_pos_embed(pos_embed, new_grid, old_grid=None, num_prefix_tokens=1, mode="bicubic", antialias=True):
-            n = pos_embed.shape[1] - num_prefix_tokens
-            if old_grid is None:
-                s = math.isqrt(n)
-                if s * s != n:
-                    raise ValueError("not square")
-                old_grid = (s, s)
-            if tuple(old_grid) == tuple(new_grid):
-                return pos_embed
-            prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-            d = grid.shape[-1]
-            image = grid.float().reshape(1, *old_grid, d).permute(0, 3, 1, 2)
-            image = F.interpolate(image, size=tuple(new_grid), mode=mode)
-            grid = image.permute(0, 2, 3, 1).reshape(1, -1, d).to(pos_embed.dtype)
-            return torch.cat([prefix, grid], dim=1)
+        def resize_matrix(old_size, new_size):
+            if old_size < 1 or new_size < 1:
+                raise ValueError("sizes must be positive")
+            basis = torch.eye(old_size**2, dtype=torch.float64).reshape(-1, 1, old_size, old_size)
+            return F.interpolate(basis, size=(new_size, new_size), mode="nearest").flatten(1).T
         """,
-        {"test_downsample_antialias"},
+        {"test_enlarging", "test_shrinking"},
+    ),
+    # right for enlarging, but no check of the kernel's shape
+    "12_resolution/no_validation": (
+        """
+        import torch
+        import torch.nn.functional as F
+
+        def pi_resize_patch_weight(weight, new_size):
+            p = weight.shape[-1]
+            basis = torch.eye(p * p, dtype=torch.float64).reshape(-1, 1, p, p)
+            b = F.interpolate(basis, size=(new_size, new_size), mode="bilinear").flatten(1).T
+            kernels = weight.double().flatten(-2) @ torch.linalg.pinv(b)
+            return kernels.unflatten(-1, (new_size, new_size)).to(weight.dtype)
+        """,
+        {"test_rejects_what_is_not_square_kernels"},
     ),
     # rows in the first half, columns in the second (the convention swapped)
     "05_positions/rows_first": (

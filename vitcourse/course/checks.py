@@ -329,29 +329,6 @@ def _check_block(c: _Checker, cls) -> None:
                 c.tensor(label + " forward with the reference weights", got, reference(x))
 
 
-def _check_resample(c: _Checker, fn) -> None:
-    from ..models.posembed import resample_pos_embed as ref
-
-    g = _gen(12)
-    cases = (
-        ((1, 1 + 16, 8), ((6, 6),), {}),
-        ((1, 1 + 12, 8), ((6, 2), (3, 4)), {}),
-        ((1, 2 + 36, 4), ((3, 3),), {"num_prefix_tokens": 2}),
-        ((1, 9, 4), ((5, 5),), {"num_prefix_tokens": 0, "mode": "bilinear"}),
-    )
-    for shape, args, kwargs in cases:
-        pos = torch.randn(*shape, generator=g)
-        label = f"resample_pos_embed(pos_embed {shape}, {', '.join(map(str, args))}{''.join(f', {k}={v!r}' for k, v in kwargs.items())})"
-        done, got = c.run(label, lambda pos=pos, a=args, k=kwargs: fn(pos, *a, **k))
-        if done:
-            c.tensor(label, got, ref(pos, *args, **kwargs), rtol=1e-5, atol=1e-5)
-    c.raises(
-        "resample_pos_embed(pos_embed (1, 1 + 15, 8), (4, 4)) (15 grid tokens: not a square)",
-        lambda: fn(torch.zeros(1, 16, 8), (4, 4)),
-        ValueError,
-    )
-
-
 _CHECKS = {
     "min_object_size": _check_min_object_size,
     "MultiHeadSelfAttention": _check_mhsa,
@@ -364,7 +341,6 @@ _CHECKS = {
     "attention_map_bytes": _check_map_bytes,
     "checkpointed_qk_bytes": _check_qk_bytes,
     "Block": _check_block,
-    "resample_pos_embed": _check_resample,
 }
 CHECK_NAMES = tuple(name for contract in CONTRACTS.values() for name in contract.names) + tuple(_CHECKS)
 
