@@ -33,7 +33,6 @@ NOT_YET_CLAIMED = {
     ("chapters/01_principles/05_cost.ipynb", 30),
     ("chapters/03_hands_on/01_training_from_scratch.ipynb", 11),
     ("chapters/03_hands_on/02_distillation.ipynb", 14),
-    ("chapters/03_hands_on/04_pretrained.ipynb", 11),
 }
 
 
