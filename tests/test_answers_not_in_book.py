@@ -41,7 +41,6 @@ NOT_YET_CONVERTED = {
     ("08_cost", "vitcourse.analysis.cost.mhsa_macs"),
     ("09_memory", "vitcourse.analysis.cost.attention_map_bytes"),
     ("09_memory", "vitcourse.analysis.cost.checkpointed_qk_bytes"),
-    ("10_blocks", "vitcourse.models.vit.Block"),
 }
 
 

@@ -18,10 +18,9 @@ from vitcourse.course.checks import (
     reference_count_objects,
     reference_same_object_mask,
 )
-from vitcourse.course.exercises import attention, distillation, patches, resolution
+from vitcourse.course.exercises import attention, blocks, distillation, patches, resolution
 from vitcourse.models.attention import Attention
 from vitcourse.models.posembed import sincos_pos_embed_2d
-from vitcourse.models.vit import Block
 
 REFERENCES = {
     "overlapping_patches": patches.overlapping_patches,
@@ -40,7 +39,7 @@ REFERENCES = {
     "attention_crossover": vitcourse.attention_crossover,
     "attention_map_bytes": vitcourse.attention_map_bytes,
     "checkpointed_qk_bytes": vitcourse.checkpointed_qk_bytes,
-    "Block": Block,
+    "ParallelBlock": blocks.ParallelBlock,
     "resize_matrix": resolution.resize_matrix,
     "pi_resize_patch_weight": resolution.pi_resize_patch_weight,
 }

@@ -82,8 +82,13 @@ def mistake_source(contract, mistake) -> str:
         if fn in needed:
             continue
         needed.append(fn)
-        todo += [getattr(module, n) for n in fn.__code__.co_names
-                 if n.startswith("_") and inspect.isfunction(getattr(module, n, None))]
+        if inspect.isclass(fn):  # a module: its private base classes and what its methods call
+            names = [base.__name__ for base in fn.__mro__[1:] if base.__module__ == module.__name__]
+            names += [n for member in vars(fn).values() if inspect.isfunction(member) for n in member.__code__.co_names]
+        else:
+            names = list(fn.__code__.co_names)
+        todo += [getattr(module, n) for n in names if n.startswith("_")
+                 and (inspect.isfunction(getattr(module, n, None)) or inspect.isclass(getattr(module, n, None)))]
     parts = []
     for fn in reversed(needed):
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
@@ -93,9 +98,9 @@ def mistake_source(contract, mistake) -> str:
 
 
 def solution_source(exercise: str) -> str:
-    """The solution notebook's answers: the cells holding its marked solutions."""
+    """The solution notebook's answers: its imports cell and the cells holding its marked solutions."""
     cells = [python_source(c.source) for c in read_notebook(ROOT / "solutions" / f"{exercise}.ipynb")]
-    return IMPORTS + "\n\n".join(c for c in cells if c and "# BEGIN SOLUTION" in c)
+    return IMPORTS + "\n\n".join(c for c in cells if c and ("# BEGIN SOLUTION" in c or c.startswith(("import ", "from "))))
 
 
 # Wrong answers that are not among the named mistakes: other kinds of failure.
@@ -147,6 +152,28 @@ OTHER_WRONG = {
                     raise ValueError("bad")
                 scores = q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if tau is None else tau)
                 return torch.softmax(scores, -1) @ v, torch.logsumexp(scores.double(), -1)
+        """,
+    },
+    "10_blocks": {
+        "not_a_module": """
+            class ParallelBlock:
+                def __init__(self, dim, num_heads, mlp_ratio=4.0, init_values=None):
+                    self.dim = dim
+        """,
+        "forward_returns_a_tuple": """
+            from vitcourse.models.vit import Block
+
+            class ParallelBlock(Block):
+                def __init__(self, dim, num_heads, mlp_ratio=4.0, init_values=None):
+                    super().__init__(dim, num_heads, mlp_ratio, init_values=init_values)
+
+                def forward(self, x):
+                    return super().forward(x), None
+        """,
+        "raises_runtime_error": """
+            class ParallelBlock(torch.nn.Module):
+                def __init__(self, dim, num_heads, mlp_ratio=4.0, init_values=None):
+                    raise RuntimeError("not today")
         """,
     },
     "11_distillation": {
@@ -342,7 +369,7 @@ def test_the_sandboxed_grader_and_check_agree_on_a_handed_in_mistake(tmp_path):
 def test_a_clause_calls_only_its_own_name(contract):
     # a clause that strays is a bug in the contract, reported as such, never as the student's fault
     clause = contract.clauses[0]
-    other = next(n for n in contract.names if n != clause.target)
+    other = next((n for n in contract.names if n != clause.target), "another_name")  # one-name exercises too
     stray = type(clause)(clause.name, other, clause.points, clause.title, clause.run)
     verdict = contract._verdict(stray, LocalStudent({}), None)
     assert verdict.status == "error" and "contract bug" in verdict.message

@@ -298,7 +298,7 @@ CORRECT = {
             _positive(depth, heads, seq_len, head_dim, bytes_per_element)
             return math.prod([depth, heads, 2, seq_len, head_dim, bytes_per_element])
     """,
-    "10_blocks/own_attention_post_ln": """
+    "10_blocks/own_attention_and_layer_scale": """
         import torch
         import torch.nn.functional as F
         from torch import nn
@@ -306,6 +306,8 @@ CORRECT = {
         class _Attention(nn.Module):
             def __init__(self, dim, heads):
                 super().__init__()
+                if dim % heads:
+                    raise ValueError("dim must be divisible by heads")
                 self.heads = heads
                 self.qkv = nn.Linear(dim, 3 * dim)
                 self.proj = nn.Linear(dim, dim)
@@ -323,20 +325,56 @@ CORRECT = {
             def forward(self, x):
                 return self.fc2(F.gelu(self.fc1(x)))
 
-        class Block(nn.Module):
-            def __init__(self, dim, num_heads, mlp_ratio=4.0, norm_first=True):
+        class _Scale(nn.Module):
+            def __init__(self, dim, value):
                 super().__init__()
-                self.norm_first = norm_first
+                self.gamma = nn.Parameter(value * torch.ones(dim))
+
+            def forward(self, x):
+                return self.gamma * x
+
+        class ParallelBlock(nn.Module):
+            def __init__(self, dim, num_heads, mlp_ratio=4.0, init_values=None):
+                super().__init__()
                 self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
                 self.attn = _Attention(dim, num_heads)
                 self.mlp = _Mlp(dim, int(dim * mlp_ratio))
+                scale = (lambda: _Scale(dim, init_values)) if init_values is not None else nn.Identity
+                self.ls1, self.ls2 = scale(), scale()
 
             def forward(self, x):
-                if not self.norm_first:
-                    x = self.norm1(x + self.attn(x))
-                    return self.norm2(x + self.mlp(x))
-                x = x + self.attn(self.norm1(x))
-                return x + self.mlp(self.norm2(x))
+                branches = [self.ls1(self.attn(self.norm1(x))), self.ls2(self.mlp(self.norm2(x)))]
+                return x + sum(branches)
+    """,
+    "10_blocks/functional_layer_norm": """
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+        from vitcourse.models.attention import Attention
+        from vitcourse.models.vit import Mlp
+
+        class ParallelBlock(nn.Module):
+            def __init__(self, dim, num_heads, mlp_ratio=4.0, init_values=None):
+                super().__init__()
+                self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+                self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+                self.attn = Attention(dim, num_heads)
+                self.mlp = Mlp(dim, int(dim * mlp_ratio))
+                self.use_scale = init_values is not None
+                if self.use_scale:
+                    self.ls1 = nn.Module()
+                    self.ls1.gamma = nn.Parameter(torch.full((dim,), float(init_values)))
+                    self.ls2 = nn.Module()
+                    self.ls2.gamma = nn.Parameter(torch.full((dim,), float(init_values)))
+
+            def forward(self, x):
+                d = x.shape[-1]
+                h1 = F.layer_norm(x, (d,), self.norm1.weight, self.norm1.bias, eps=1e-6)
+                h2 = F.layer_norm(x, (d,), self.norm2.weight, self.norm2.bias, eps=1e-6)
+                a, m = self.attn(h1), self.mlp(h2)
+                if self.use_scale:
+                    a, m = a * self.ls1.gamma, m * self.ls2.gamma
+                return x + a + m
     """,
     "11_distillation/float64_by_hand": """
         import torch
@@ -558,25 +596,47 @@ WRONG = {
         {"test_count_random_ids", "test_count_split_halves"},
     ),
     # Post-LN written as Pre-LN whatever norm_first says
-    "10_blocks/always_pre_ln": (
+    "10_blocks/layer_scale_always_on": (
         """
         from torch import nn
         from vitcourse.models.attention import Attention
-        from vitcourse.models.vit import Mlp
+        from vitcourse.models.vit import LayerScale, Mlp
 
-        class Block(nn.Module):
-            def __init__(self, dim, num_heads, mlp_ratio=4.0, norm_first=True):
+        class ParallelBlock(nn.Module):
+            def __init__(self, dim, num_heads, mlp_ratio=4.0, init_values=None):
                 super().__init__()
                 self.norm1 = nn.LayerNorm(dim, eps=1e-6)
                 self.attn = Attention(dim, num_heads)
+                self.ls1 = LayerScale(dim, init_values or 1.0)
                 self.norm2 = nn.LayerNorm(dim, eps=1e-6)
                 self.mlp = Mlp(dim, int(dim * mlp_ratio))
+                self.ls2 = LayerScale(dim, init_values or 1.0)
 
             def forward(self, x):
-                x = x + self.attn(self.norm1(x))
-                return x + self.mlp(self.norm2(x))
+                return x + self.ls1(self.attn(self.norm1(x))) + self.ls2(self.mlp(self.norm2(x)))
         """,
-        {"test_post_ln_forward", "test_layernorm_eps"},
+        {"test_forward_without_layer_scale", "test_timm_parameter_names"},
+    ),
+    "10_blocks/mlp_ratio_rounded_up": (
+        """
+        import math
+        from torch import nn
+        from vitcourse.models.attention import Attention
+        from vitcourse.models.vit import LayerScale, Mlp
+
+        class ParallelBlock(nn.Module):
+            def __init__(self, dim, num_heads, mlp_ratio=4.0, init_values=None):
+                super().__init__()
+                self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+                self.attn = Attention(dim, num_heads)
+                self.mlp = Mlp(dim, math.ceil(dim * mlp_ratio) + 1)
+                self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
+                self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
+
+            def forward(self, x):
+                return x + self.ls1(self.attn(self.norm1(x))) + self.ls2(self.mlp(self.norm2(x)))
+        """,
+        {"test_forward_without_layer_scale", "test_timm_parameter_names"},
     ),
     # the teacher's logits as targets: no argmax, no softmax
     "11_distillation/teacher_logits_as_targets": (

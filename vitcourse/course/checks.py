@@ -295,40 +295,6 @@ def _check_qk_bytes(c: _Checker, fn) -> None:
             c.number(f"checkpointed_qk_bytes{args} {kwargs}", got, ref(*args, **kwargs), exact_int=True)
 
 
-def _reference_block(dim, heads, mlp_ratio, norm_first, seed):
-    from ..models.vit import Block
-
-    torch.manual_seed(seed)
-    block = Block(dim, heads, mlp_ratio=mlp_ratio, norm_first=norm_first).eval()
-    with torch.no_grad():  # non-trivial LayerNorm affine and biases, so a misplaced one shows
-        for name, param in block.named_parameters():
-            if name.endswith("bias"):
-                param.normal_(0, 0.1)
-            elif name.startswith("norm"):
-                param.normal_(1, 0.1)
-    return block
-
-
-def _check_block(c: _Checker, cls) -> None:
-    g = _gen(10)
-    for norm_first in (True, False):
-        label = f"Block(16, 4, mlp_ratio=2.0, norm_first={norm_first})"
-        module = _build(c, label, cls, 16, 4, mlp_ratio=2.0, norm_first=norm_first)
-        if module is None:
-            continue
-        reference = _reference_block(16, 4, 2.0, norm_first, seed=int(norm_first))
-        if not _same_state_dict(c, label, module, reference):
-            continue
-        if not c.run(label + " load_state_dict", lambda m=module, r=reference: m.load_state_dict(r.state_dict()))[0]:
-            continue
-        module.eval()
-        x = torch.randn(2, 5, 16, generator=g)
-        with torch.no_grad():
-            done, got = c.run(label + " forward", lambda module=module, x=x: module(x))
-            if done:
-                c.tensor(label + " forward with the reference weights", got, reference(x))
-
-
 _CHECKS = {
     "min_object_size": _check_min_object_size,
     "MultiHeadSelfAttention": _check_mhsa,
@@ -340,7 +306,6 @@ _CHECKS = {
     "attention_crossover": _check_crossover,
     "attention_map_bytes": _check_map_bytes,
     "checkpointed_qk_bytes": _check_qk_bytes,
-    "Block": _check_block,
 }
 CHECK_NAMES = tuple(name for contract in CONTRACTS.values() for name in contract.names) + tuple(_CHECKS)
 
