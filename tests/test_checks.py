@@ -18,7 +18,14 @@ from vitcourse.course.checks import (
     reference_count_objects,
     reference_same_object_mask,
 )
-from vitcourse.course.exercises import attention, blocks, distillation, patches, resolution
+from vitcourse.course.exercises import (
+    attention,
+    blocks,
+    distillation,
+    patch_snr,
+    patches,
+    resolution,
+)
 from vitcourse.models.attention import Attention
 from vitcourse.models.posembed import sincos_pos_embed_2d
 
@@ -27,7 +34,7 @@ REFERENCES = {
     "linear_to_conv_weight": patches.linear_to_conv_weight,
     "smooth_labels": distillation.smooth_labels,
     "hard_distillation_loss": distillation.hard_distillation_loss,
-    "min_object_size": vitcourse.min_object_size,
+    "filter_snr": patch_snr.filter_snr,
     "partial_attention": attention.partial_attention,
     "merge_attention": attention.merge_attention,
     "MultiHeadSelfAttention": Attention,
@@ -99,7 +106,7 @@ def test_hand_written_checks_take_what_the_grader_would_receive(capsys):
     class Sub(torch.Tensor):
         pass
 
-    assert check("min_object_size", vitcourse.min_object_size) is True
+    assert check("attention_map_bytes", vitcourse.attention_map_bytes) is True
     assert check("sincos_pos_embed_2d", lambda *a, **k: torch.nn.Parameter(sincos_pos_embed_2d(*a, **k))) is True
     capsys.readouterr()
     assert check("sincos_pos_embed_2d", lambda *a, **k: sincos_pos_embed_2d(*a, **k).as_subclass(Sub)) is False
@@ -118,7 +125,7 @@ def test_student_exception_and_missing_error_are_reported(capsys):
 
     assert check("overlapping_patches", never_raises) is False
     assert "expected your code to raise ValueError" in capsys.readouterr().out
-    assert check("min_object_size", lambda *args: 1 / 0) is False
+    assert check("attention_map_bytes", lambda *args: 1 / 0) is False
     assert "raised ZeroDivisionError" in capsys.readouterr().out
 
 
@@ -142,7 +149,7 @@ def test_unknown_name_lists_valid_names():
 def test_not_callable_is_reported(capsys):
     assert check("overlapping_patches", 42) is False
     assert "expected a function or class" in capsys.readouterr().out
-    assert check("min_object_size", 42) is False
+    assert check("attention_map_bytes", 42) is False
     assert "expected a function or class" in capsys.readouterr().out
 
 

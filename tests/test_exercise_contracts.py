@@ -130,6 +130,26 @@ OTHER_WRONG = {
         """,
         "nothing_defined": "x = 1\n",
     },
+    "02_patch_snr": {
+        "python_list": """
+            def filter_snr(weights, template, noise_std):
+                norms = weights.square().sum(dim=(-2, -1)).sqrt()
+                return ((weights * template).sum(dim=(-2, -1)) / (noise_std * norms)).tolist()
+        """,
+        "float32_always": """
+            def filter_snr(weights, template, noise_std):
+                if noise_std <= 0:
+                    raise ValueError("bad")
+                norms = weights.float().square().sum(dim=(-2, -1)).sqrt()
+                if (norms == 0).any():
+                    raise ValueError("zeros")
+                return (weights.float() * template.float()).sum(dim=(-2, -1)) / (noise_std * norms)
+        """,
+        "raises_zero_division": """
+            def filter_snr(weights, template, noise_std):
+                return 1 / 0
+        """,
+    },
     "03_attention": {
         "returns_a_dict": """
             def partial_attention(q, k, v, tau=None):

@@ -166,6 +166,35 @@ CORRECT = {
                 raise ValueError("not a multiple of p * p")
             return weight.unflatten(1, (p, p, -1)).movedim(3, 1).contiguous()
     """,
+    "02_patch_snr/einsum_and_vector_norm": """
+        import torch
+
+        def filter_snr(weights, template, noise_std):
+            if noise_std <= 0:
+                raise ValueError("noise_std must be positive")
+            if weights.shape[-2:] != template.shape[-2:]:
+                raise ValueError("shapes differ")
+            norms = torch.linalg.vector_norm(weights, dim=(-2, -1))
+            if (norms == 0).any():
+                raise ValueError("a filter of zeros")
+            response = torch.einsum("...hw,...hw->...", weights, template.expand_as(weights))
+            return response / (noise_std * norms)
+    """,
+    "02_patch_snr/flattened_in_float64": """
+        import math
+        import torch
+
+        def filter_snr(weights, template, noise_std):
+            if not noise_std > 0 or weights.shape[-2:] != template.shape[-2:]:
+                raise ValueError("bad input")
+            lead = weights.shape[:-2]
+            w = weights.double().reshape(-1, weights.shape[-2] * weights.shape[-1])
+            t = template.double().reshape(-1)
+            variance = (noise_std**2) * (w**2).sum(dim=1)
+            if (variance == 0).any():
+                raise ValueError("a filter of zeros")
+            return ((w @ t) / variance.sqrt()).reshape(lead).to(weights.dtype)
+    """,
     "03_attention/float64_max_subtracted": """
         import math
         import torch
@@ -499,6 +528,36 @@ WRONG = {
             return weight.reshape(d, n // (p * p), p, p).permute(0, 2, 3, 1).reshape(d, n // (p * p), p, p)
         """,
         {"test_converted_weight", "test_convolution_gives_the_linear_tokens"},
+    ),
+    # the old exercise's answer: the patch mean's formula, whatever the filter
+    "02_patch_snr/the_page_s_formula": (
+        """
+        import math
+        import torch
+
+        def filter_snr(weights, template, noise_std):
+            if noise_std <= 0:
+                raise ValueError("noise_std must be positive")
+            h, w = weights.shape[-2:]
+            shift = (weights * template).sum(dim=(-2, -1))
+            return shift / (noise_std / math.sqrt(h * w))
+        """,
+        {"test_random_filters", "test_the_matched_filter", "test_the_filter_s_scale_does_not_matter"},
+    ),
+    # the absolute value of the response taken: a filter of the wrong sign looks as good
+    "02_patch_snr/absolute_response": (
+        """
+        import torch
+
+        def filter_snr(weights, template, noise_std):
+            if noise_std <= 0:
+                raise ValueError("noise_std must be positive")
+            norms = weights.square().sum(dim=(-2, -1)).sqrt()
+            if (norms == 0).any():
+                raise ValueError("zeros")
+            return (weights * template).sum(dim=(-2, -1)).abs() / (noise_std * norms)
+        """,
+        {"test_the_filter_s_scale_does_not_matter"},
     ),
     # the old exercise's answer: the weights returned instead of the row statistic
     "03_attention/weights_instead_of_lse": (

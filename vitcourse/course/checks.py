@@ -145,15 +145,6 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _check_min_object_size(c: _Checker, fn) -> None:
-    from ..analysis.patch_snr import min_object_size as ref
-
-    for args in ((16, 0.1, 0.5), (4, 0.2, 1.0, 2.0), (32, 1.0, 0.25)):
-        done, got = c.run(f"min_object_size{args}", lambda args=args: fn(*args))
-        if done:
-            c.number(f"min_object_size{args}", got, ref(*args))
-
-
 def _reference_attention(dim: int, heads: int, qkv_bias: bool, seed: int):
     from ..models.attention import Attention
 
@@ -296,7 +287,6 @@ def _check_qk_bytes(c: _Checker, fn) -> None:
 
 
 _CHECKS = {
-    "min_object_size": _check_min_object_size,
     "MultiHeadSelfAttention": _check_mhsa,
     "sincos_pos_embed_2d": _check_sincos,
     "attention_rollout": _check_rollout,
