@@ -43,6 +43,8 @@ SWITCH = re.compile(r"^(LARGER_RUN|LOAD_PRETRAINED) = False\b", re.MULTILINE)
 # Epoch counts (and one batch size, one seed count) cut so that each switched page runs in a
 # minute or two on a CPU; the numbers replaced are what the page runs on a Colab GPU.
 SHRINK: dict[str, dict[str, str]] = {
+    # Not a cut in epochs: the page loads DINO's ViT-S/16, and the stand-in in the hub has one block.
+    "01_principles/02_self_attention.ipynb": {"from_pretrained_timm(DINO)": "from_pretrained_timm(DINO, depth=1)"},
     "01_principles/03_positions.ipynb": {"num_heads=4), 100)": "num_heads=4), 2)"},  # 100 epochs
     # 10 seeds per model and 500 test images per distance; here the default's 3 seeds and fewer images.
     "01_principles/04_vit_and_cnns.ipynb": {"SEEDS = range(10) if": "SEEDS = range(3) if", "N_TEST = 500 if": "N_TEST = 100 if"},
@@ -76,6 +78,11 @@ def _hub(folder: Path) -> dict[str, str]:
     return hub_environment(write_hub_cache(folder / "hf_home"))
 
 
+def _dino(folder: Path) -> dict[str, str]:
+    # DINO's ViT-S/16 under its pretrained tag, with one block (SHRINK loads it with depth=1).
+    return hub_environment(write_hub_cache(folder / "hf_home", "vit_small_patch16_224.dino", hf_repo=None, depth=1))
+
+
 def _clip(folder: Path) -> dict[str, str]:
     return hub_environment(write_clip_repo(folder / "hf_home"))
 
@@ -85,6 +92,7 @@ STAND_INS: dict[str, Callable[[Path], dict[str, str]]] = {
     "03_hands_on/01_training_from_scratch.ipynb": _cifar10,
     "03_hands_on/04_pretrained.ipynb": _hub,
     "02_applications/04_multimodal.ipynb": _clip,
+    "01_principles/02_self_attention.ipynb": _dino,
 }
 
 
