@@ -38,8 +38,6 @@ NOT_YET_CONVERTED = {
     ("06_rollout", "vitcourse.analysis.attention.attention_rollout"),
     ("04_mhsa", "vitcourse.models.attention.Attention"),
     ("08_cost", "vitcourse.analysis.cost.mhsa_macs"),
-    ("09_memory", "vitcourse.analysis.cost.attention_map_bytes"),
-    ("09_memory", "vitcourse.analysis.cost.checkpointed_qk_bytes"),
 }
 
 

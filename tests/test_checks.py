@@ -22,6 +22,7 @@ from vitcourse.course.exercises import (
     attention,
     blocks,
     distillation,
+    memory,
     patch_snr,
     patches,
     resolution,
@@ -44,8 +45,8 @@ REFERENCES = {
     "count_objects": reference_count_objects,
     "mhsa_macs": vitcourse.mhsa_macs,
     "attention_crossover": vitcourse.attention_crossover,
-    "attention_map_bytes": vitcourse.attention_map_bytes,
-    "checkpointed_qk_bytes": vitcourse.checkpointed_qk_bytes,
+    "windowed_map_bytes": memory.windowed_map_bytes,
+    "largest_square_grid": memory.largest_square_grid,
     "ParallelBlock": blocks.ParallelBlock,
     "resize_matrix": resolution.resize_matrix,
     "pi_resize_patch_weight": resolution.pi_resize_patch_weight,
@@ -106,7 +107,7 @@ def test_hand_written_checks_take_what_the_grader_would_receive(capsys):
     class Sub(torch.Tensor):
         pass
 
-    assert check("attention_map_bytes", vitcourse.attention_map_bytes) is True
+    assert check("mhsa_macs", vitcourse.mhsa_macs) is True
     assert check("sincos_pos_embed_2d", lambda *a, **k: torch.nn.Parameter(sincos_pos_embed_2d(*a, **k))) is True
     capsys.readouterr()
     assert check("sincos_pos_embed_2d", lambda *a, **k: sincos_pos_embed_2d(*a, **k).as_subclass(Sub)) is False
@@ -125,7 +126,7 @@ def test_student_exception_and_missing_error_are_reported(capsys):
 
     assert check("overlapping_patches", never_raises) is False
     assert "expected your code to raise ValueError" in capsys.readouterr().out
-    assert check("attention_map_bytes", lambda *args: 1 / 0) is False
+    assert check("mhsa_macs", lambda *args: 1 / 0) is False
     assert "raised ZeroDivisionError" in capsys.readouterr().out
 
 
@@ -149,7 +150,7 @@ def test_unknown_name_lists_valid_names():
 def test_not_callable_is_reported(capsys):
     assert check("overlapping_patches", 42) is False
     assert "expected a function or class" in capsys.readouterr().out
-    assert check("attention_map_bytes", 42) is False
+    assert check("mhsa_macs", 42) is False
     assert "expected a function or class" in capsys.readouterr().out
 
 

@@ -174,6 +174,26 @@ OTHER_WRONG = {
                 return torch.softmax(scores, -1) @ v, torch.logsumexp(scores.double(), -1)
         """,
     },
+    "09_memory": {
+        "float_result": """
+            def windowed_map_bytes(depth, heads, grid, window, bytes_per_element=4):
+                rows, cols = grid
+                if rows % window or cols % window or window < 1:
+                    raise ValueError("bad")
+                return depth * heads * rows * cols * window**2 * bytes_per_element * 1.0
+        """,
+        "float_square_roots": """
+            def largest_square_grid(budget_bytes, depth, heads, window=None, bytes_per_element=4):
+                if window is None:
+                    return int((budget_bytes / (depth * heads * bytes_per_element)) ** 0.25)
+                side = int((budget_bytes / (depth * heads * window**2 * bytes_per_element)) ** 0.5)
+                return side // window * window
+        """,
+        "raises_key_error": """
+            def windowed_map_bytes(depth, heads, grid, window, bytes_per_element=4):
+                return {}[grid]
+        """,
+    },
     "10_blocks": {
         "not_a_module": """
             class ParallelBlock:

@@ -312,20 +312,31 @@ CORRECT = {
                                  + [math.sin(y * f) for f in w] + [math.cos(y * f) for f in w])
             return torch.tensor(table, dtype=torch.float32).unsqueeze(0)
     """,
-    "09_memory/math_prod": """
-        import math
+    "09_memory/loops_and_bisection": """
+        def windowed_map_bytes(depth, heads, grid, window, bytes_per_element=4):
+            rows, cols = grid
+            if min(depth, heads, window, bytes_per_element, rows, cols) < 1 or rows % window or cols % window:
+                raise ValueError("bad arguments")
+            total = 0
+            for _ in range((rows // window) * (cols // window)):   # one map per window
+                total += (window * window) * (window * window)
+            return depth * heads * total * bytes_per_element
 
-        def _positive(*values):
-            if any(type(v) is not int or v <= 0 for v in values):
-                raise ValueError(f"all sizes must be positive ints, got {values}")
+        def largest_square_grid(budget_bytes, depth, heads, window=None, bytes_per_element=4):
+            step = 1 if window is None else window
 
-        def attention_map_bytes(depth, heads, seq_len, bytes_per_element=4):
-            _positive(depth, heads, seq_len, bytes_per_element)
-            return math.prod([depth, heads, seq_len, seq_len, bytes_per_element])
+            def cost(side):
+                if window is None:
+                    return depth * heads * (side * side) ** 2 * bytes_per_element
+                return windowed_map_bytes(depth, heads, (side, side), window, bytes_per_element)
 
-        def checkpointed_qk_bytes(depth, heads, seq_len, head_dim, bytes_per_element=4):
-            _positive(depth, heads, seq_len, head_dim, bytes_per_element)
-            return math.prod([depth, heads, 2, seq_len, head_dim, bytes_per_element])
+            low, high = 0, 1
+            while cost(high * step) <= budget_bytes:   # grow, then bisect over multiples of the step
+                high *= 2
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (middle, high) if cost(middle * step) <= budget_bytes else (low, middle)
+            return low * step
     """,
     "10_blocks/own_attention_and_layer_scale": """
         import torch

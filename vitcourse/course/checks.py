@@ -268,24 +268,6 @@ def _check_crossover(c: _Checker, fn) -> None:
             c.number(f"attention_crossover({dim})", got, ref(dim), exact_int=True)
 
 
-def _check_map_bytes(c: _Checker, fn) -> None:
-    from ..analysis.cost import attention_map_bytes as ref
-
-    for args, kwargs in (((12, 12, 197), {}), ((4, 4, 65), {"bytes_per_element": 2})):
-        done, got = c.run(f"attention_map_bytes{args} {kwargs}", lambda a=args, k=kwargs: fn(*a, **k))
-        if done:
-            c.number(f"attention_map_bytes{args} {kwargs}", got, ref(*args, **kwargs), exact_int=True)
-
-
-def _check_qk_bytes(c: _Checker, fn) -> None:
-    from ..analysis.cost import checkpointed_qk_bytes as ref
-
-    for args, kwargs in (((12, 12, 197, 64), {}), ((4, 4, 65, 16), {"bytes_per_element": 2})):
-        done, got = c.run(f"checkpointed_qk_bytes{args} {kwargs}", lambda a=args, k=kwargs: fn(*a, **k))
-        if done:
-            c.number(f"checkpointed_qk_bytes{args} {kwargs}", got, ref(*args, **kwargs), exact_int=True)
-
-
 _CHECKS = {
     "MultiHeadSelfAttention": _check_mhsa,
     "sincos_pos_embed_2d": _check_sincos,
@@ -294,8 +276,6 @@ _CHECKS = {
     "count_objects": _check_count_objects,
     "mhsa_macs": _check_mhsa_macs,
     "attention_crossover": _check_crossover,
-    "attention_map_bytes": _check_map_bytes,
-    "checkpointed_qk_bytes": _check_qk_bytes,
 }
 CHECK_NAMES = tuple(name for contract in CONTRACTS.values() for name in contract.names) + tuple(_CHECKS)
 
