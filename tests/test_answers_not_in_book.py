@@ -36,7 +36,6 @@ MIN_LINE = 12  # characters: shorter lines ("return x", "else:") say nothing abo
 NOT_YET_CONVERTED = {
     ("05_positions", "vitcourse.models.posembed.sincos_pos_embed_2d"),
     ("06_rollout", "vitcourse.analysis.attention.attention_rollout"),
-    ("04_mhsa", "vitcourse.models.attention.Attention"),
     ("08_cost", "vitcourse.analysis.cost.mhsa_macs"),
 }
 

@@ -23,11 +23,11 @@ from vitcourse.course.exercises import (
     blocks,
     distillation,
     memory,
+    mhsa,
     patch_snr,
     patches,
     resolution,
 )
-from vitcourse.models.attention import Attention
 from vitcourse.models.posembed import sincos_pos_embed_2d
 
 REFERENCES = {
@@ -38,7 +38,7 @@ REFERENCES = {
     "filter_snr": patch_snr.filter_snr,
     "partial_attention": attention.partial_attention,
     "merge_attention": attention.merge_attention,
-    "MultiHeadSelfAttention": Attention,
+    "GroupedQueryAttention": mhsa.GroupedQueryAttention,
     "sincos_pos_embed_2d": sincos_pos_embed_2d,
     "attention_rollout": vitcourse.attention_rollout,
     "same_object_mask": reference_same_object_mask,
@@ -132,14 +132,14 @@ def test_student_exception_and_missing_error_are_reported(capsys):
 
 def test_wrong_module_parameters_are_listed(capsys):
     class Renamed(torch.nn.Module):
-        def __init__(self, dim, num_heads, qkv_bias=True):
+        def __init__(self, dim, num_heads, num_kv_heads, qkv_bias=True):
             super().__init__()
             self.to_qkv = torch.nn.Linear(dim, 3 * dim, bias=qkv_bias)
             self.proj = torch.nn.Linear(dim, dim)
 
-    assert check("MultiHeadSelfAttention", Renamed) is False
+    assert check("GroupedQueryAttention", Renamed) is False
     out = capsys.readouterr().out
-    assert "missing keys (2): qkv.bias, qkv.weight" in out and "unexpected keys" in out
+    assert "missing ['kv.bias', 'kv.weight', 'q.bias', 'q.weight'], unexpected ['to_qkv.bias'" in out
 
 
 def test_unknown_name_lists_valid_names():

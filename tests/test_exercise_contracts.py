@@ -194,6 +194,34 @@ OTHER_WRONG = {
                 return {}[grid]
         """,
     },
+    "04_mhsa": {
+        "no_validation": """
+            class GroupedQueryAttention(torch.nn.Module):
+                def __init__(self, dim, num_heads, num_kv_heads, qkv_bias=True):
+                    super().__init__()
+                    self.q = torch.nn.Linear(dim, dim, bias=qkv_bias)
+                    self.kv = torch.nn.Linear(dim, 2 * dim // num_heads * num_kv_heads, bias=qkv_bias)
+                    self.proj = torch.nn.Linear(dim, dim)
+
+                def forward(self, x):
+                    return self.proj(x)
+        """,
+        "returns_a_tuple": """
+            from vitcourse.models.attention import Attention
+
+            class GroupedQueryAttention(Attention):
+                def __init__(self, dim, num_heads, num_kv_heads, qkv_bias=True):
+                    super().__init__(dim, num_heads, qkv_bias=qkv_bias)
+
+                def forward(self, x):
+                    return super().forward(x), None
+        """,
+        "raises_runtime_error": """
+            class GroupedQueryAttention(torch.nn.Module):
+                def __init__(self, dim, num_heads, num_kv_heads, qkv_bias=True):
+                    raise RuntimeError("not today")
+        """,
+    },
     "10_blocks": {
         "not_a_module": """
             class ParallelBlock:

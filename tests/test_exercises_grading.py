@@ -240,24 +240,53 @@ CORRECT = {
             return share_a * out_a + (1 - share_a) * out_b, torch.logaddexp(lse_a, lse_b)
     """,
     "04_mhsa/einops_sdpa": """
-        import torch
         import torch.nn.functional as F
         from einops import rearrange
         from torch import nn
 
-        class MultiHeadSelfAttention(nn.Module):
-            def __init__(self, dim, num_heads, qkv_bias=True):
+        class GroupedQueryAttention(nn.Module):
+            def __init__(self, dim, num_heads, num_kv_heads, qkv_bias=True):
                 super().__init__()
-                if dim % num_heads != 0:
-                    raise ValueError("dim must be divisible by num_heads")
-                self.h = num_heads
-                self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+                if dim % num_heads != 0 or num_heads % num_kv_heads != 0:
+                    raise ValueError("heads must divide")
+                self.h, self.g = num_heads, num_kv_heads
+                self.q = nn.Linear(dim, dim, bias=qkv_bias)
+                self.kv = nn.Linear(dim, 2 * dim // num_heads * num_kv_heads, bias=qkv_bias)
                 self.proj = nn.Linear(dim, dim)
 
             def forward(self, x):
-                q, k, v = rearrange(self.qkv(x), "b n (t h d) -> t b h n d", t=3, h=self.h)
-                out = F.scaled_dot_product_attention(q, k, v)
+                q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.h)
+                k, v = rearrange(self.kv(x), "b n (t g d) -> t b g n d", t=2, g=self.g)
+                # SDPA's own grouping: consecutive query heads share a key/value head
+                out = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
                 return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+    """,
+    "04_mhsa/loop_over_groups": """
+        import math
+        import torch
+        from torch import nn
+
+        class GroupedQueryAttention(nn.Module):
+            def __init__(self, dim, num_heads, num_kv_heads, qkv_bias=True):
+                super().__init__()
+                if dim % num_heads or num_heads % num_kv_heads:
+                    raise ValueError("indivisible")
+                self.h, self.g, self.d = num_heads, num_kv_heads, dim // num_heads
+                self.q = nn.Linear(dim, dim, bias=qkv_bias)
+                self.kv = nn.Linear(dim, 2 * num_kv_heads * self.d, bias=qkv_bias)
+                self.proj = nn.Linear(dim, dim)
+
+            def forward(self, x):
+                q, kv = self.q(x), self.kv(x)
+                keys, values = kv.chunk(2, dim=-1)
+                per_group, outs = self.h // self.g, []
+                for h in range(self.h):
+                    g = h // per_group
+                    qh = q[..., h * self.d:(h + 1) * self.d]
+                    kh, vh = keys[..., g * self.d:(g + 1) * self.d], values[..., g * self.d:(g + 1) * self.d]
+                    scores = qh @ kh.transpose(-2, -1) / math.sqrt(self.d)
+                    outs.append(scores.softmax(-1) @ vh)
+                return self.proj(torch.cat(outs, dim=-1))
     """,
     "06_rollout/loops_float64": """
         import torch
@@ -613,28 +642,31 @@ WRONG = {
         """,
         {"test_rejects_bad_tau_and_widths"},
     ),
-    # heads interleaved: qkv split as (heads, 3, d) instead of (3, heads, d)
-    "04_mhsa/heads_interleaved": (
+    # q split as (d, heads) instead of (heads, d): the heads' features interleaved
+    "04_mhsa/query_heads_strided": (
         """
         import torch
         from torch import nn
 
-        class MultiHeadSelfAttention(nn.Module):
-            def __init__(self, dim, num_heads, qkv_bias=True):
+        class GroupedQueryAttention(nn.Module):
+            def __init__(self, dim, num_heads, num_kv_heads, qkv_bias=True):
                 super().__init__()
-                if dim % num_heads:
+                if dim % num_heads or num_heads % num_kv_heads:
                     raise ValueError("indivisible")
-                self.h, self.d = num_heads, dim // num_heads
-                self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+                self.h, self.g, self.d = num_heads, num_kv_heads, dim // num_heads
+                self.q = nn.Linear(dim, dim, bias=qkv_bias)
+                self.kv = nn.Linear(dim, 2 * num_kv_heads * self.d, bias=qkv_bias)
                 self.proj = nn.Linear(dim, dim)
 
             def forward(self, x):
                 b, n, dim = x.shape
-                q, k, v = self.qkv(x).reshape(b, n, self.h, 3, self.d).permute(3, 0, 2, 1, 4)
+                q = self.q(x).reshape(b, n, self.d, self.h).permute(0, 3, 1, 2)
+                k, v = self.kv(x).reshape(b, n, 2, self.g, self.d).permute(2, 0, 3, 1, 4)
+                k, v = k.repeat_interleave(self.h // self.g, 1), v.repeat_interleave(self.h // self.g, 1)
                 w = torch.softmax(q @ k.transpose(-2, -1) / self.d**0.5, dim=-1)
                 return self.proj((w @ v).transpose(1, 2).reshape(b, n, dim))
         """,
-        {"test_forward_random_sizes", "test_forward_one_token_batch_of_one", "test_without_qkv_bias"},
+        {"test_grouped_forward", "test_multi_query_forward", "test_one_group_per_head"},
     ),
     # rollout multiplied in the wrong order (first layer on the left)
     "06_rollout/wrong_order": (

@@ -19,7 +19,6 @@ import traceback
 
 import torch
 
-from ..models.statedict import state_dict_diff
 from .exercises import CONTRACTS, contract_for
 from .expectations import GradingFailure, expect_number, tensor_mismatch
 from .values import DisallowedValue, to_data
@@ -145,56 +144,6 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _reference_attention(dim: int, heads: int, qkv_bias: bool, seed: int):
-    from ..models.attention import Attention
-
-    torch.manual_seed(seed)
-    module = Attention(dim, heads, qkv_bias=qkv_bias).eval()
-    with torch.no_grad():  # non-zero biases, so a bias put in the wrong place shows
-        for name, param in module.named_parameters():
-            if name.endswith("bias"):
-                param.normal_(0, 0.1)
-    return module
-
-
-def _build(c: _Checker, label: str, cls, *args, **kwargs):
-    done, module = c.run(label, lambda: cls(*args, **kwargs))
-    if done and not isinstance(module, torch.nn.Module):
-        c.fail(label, f"expected an nn.Module, got {_short(module)}")
-        return None
-    return module if done else None
-
-
-def _same_state_dict(c: _Checker, label: str, module, reference) -> bool:
-    diff = state_dict_diff(module.state_dict(), reference.state_dict())
-    if diff:
-        c.fail(label, f"parameters differ from the contract: {diff.describe('; ')}")
-        return False
-    c.ok(f"{label}: parameter names and shapes {sorted(reference.state_dict())}")
-    return True
-
-
-def _check_mhsa(c: _Checker, cls) -> None:
-    g = _gen(4)
-    for dim, heads, bias in ((8, 2, True), (12, 3, False)):
-        label = f"MultiHeadSelfAttention({dim}, {heads}, qkv_bias={bias})"
-        module = _build(c, label, cls, dim, heads, qkv_bias=bias)
-        if module is None:
-            continue
-        reference = _reference_attention(dim, heads, bias, seed=dim)
-        if not _same_state_dict(c, label, module, reference):
-            continue
-        if not c.run(label + " load_state_dict", lambda m=module, r=reference: m.load_state_dict(r.state_dict()))[0]:
-            continue
-        module.eval()
-        x = torch.randn(2, 5, dim, generator=g)
-        with torch.no_grad():
-            done, got = c.run(label + " forward", lambda module=module, x=x: module(x))
-            if done:
-                c.tensor(f"{label} forward on (2, 5, {dim}) with the reference weights", got, reference(x))
-    c.raises("MultiHeadSelfAttention(10, 3)", lambda: cls(10, 3), ValueError)
-
-
 def _check_sincos(c: _Checker, fn) -> None:
     from ..models.posembed import sincos_pos_embed_2d as ref
 
@@ -269,7 +218,6 @@ def _check_crossover(c: _Checker, fn) -> None:
 
 
 _CHECKS = {
-    "MultiHeadSelfAttention": _check_mhsa,
     "sincos_pos_embed_2d": _check_sincos,
     "attention_rollout": _check_rollout,
     "same_object_mask": _check_same_object_mask,
