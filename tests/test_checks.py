@@ -26,9 +26,9 @@ from vitcourse.course.exercises import (
     mhsa,
     patch_snr,
     patches,
+    positions,
     resolution,
 )
-from vitcourse.models.posembed import sincos_pos_embed_2d
 
 REFERENCES = {
     "overlapping_patches": patches.overlapping_patches,
@@ -39,7 +39,7 @@ REFERENCES = {
     "partial_attention": attention.partial_attention,
     "merge_attention": attention.merge_attention,
     "GroupedQueryAttention": mhsa.GroupedQueryAttention,
-    "sincos_pos_embed_2d": sincos_pos_embed_2d,
+    "rope_2d": positions.rope_2d,
     "attention_rollout": vitcourse.attention_rollout,
     "same_object_mask": reference_same_object_mask,
     "count_objects": reference_count_objects,
@@ -108,9 +108,9 @@ def test_hand_written_checks_take_what_the_grader_would_receive(capsys):
         pass
 
     assert check("mhsa_macs", vitcourse.mhsa_macs) is True
-    assert check("sincos_pos_embed_2d", lambda *a, **k: torch.nn.Parameter(sincos_pos_embed_2d(*a, **k))) is True
+    assert check("attention_rollout", lambda *a, **k: torch.nn.Parameter(vitcourse.attention_rollout(*a, **k))) is True
     capsys.readouterr()
-    assert check("sincos_pos_embed_2d", lambda *a, **k: sincos_pos_embed_2d(*a, **k).as_subclass(Sub)) is False
+    assert check("attention_rollout", lambda *a, **k: vitcourse.attention_rollout(*a, **k).as_subclass(Sub)) is False
     assert "your code returned a tensor subclass" in capsys.readouterr().out
 
 

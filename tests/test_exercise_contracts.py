@@ -222,6 +222,20 @@ OTHER_WRONG = {
                     raise RuntimeError("not today")
         """,
     },
+    "05_positions": {
+        "returns_numpy": """
+            def rope_2d(x, grid, temperature=10000.0):
+                return x.numpy()
+        """,
+        "input_unchanged_and_no_validation": """
+            def rope_2d(x, grid, temperature=10000.0):
+                return x.clone()
+        """,
+        "raises_type_error": """
+            def rope_2d(x, grid, temperature=10000.0):
+                raise TypeError("not today")
+        """,
+    },
     "10_blocks": {
         "not_a_module": """
             class ParallelBlock:

@@ -324,22 +324,45 @@ CORRECT = {
             _validate(ids)
             return torch.tensor([int((row.unique() > 0).sum()) for row in ids])
     """,
+    "05_positions/complex_numbers": """
+        import torch
+
+        def rope_2d(x, grid, temperature=10000.0):
+            rows, cols = grid
+            dim = x.shape[-1]
+            if dim % 4 or dim == 0 or x.shape[-2] != rows * cols:
+                raise ValueError("bad width or grid")
+            k = dim // 4
+            freqs = 1.0 / temperature ** (torch.arange(k, dtype=torch.float64) / k)
+            col = torch.arange(cols, dtype=torch.float64).repeat(rows)             # row-major tokens
+            row = torch.arange(rows, dtype=torch.float64).repeat_interleave(cols)
+            angles = torch.cat([torch.outer(col, freqs), torch.outer(row, freqs)], dim=-1)
+            z = torch.view_as_complex(x.double().reshape(*x.shape[:-1], -1, 2).contiguous())
+            return torch.view_as_real(z * torch.exp(1j * angles)).reshape(x.shape).to(x.dtype)
+    """,
     "05_positions/loops": """
         import math
         import torch
 
-        def sincos_pos_embed_2d(embed_dim, grid, num_prefix_tokens=0, temperature=10000.0):
-            if embed_dim % 4 != 0 or embed_dim <= 0:
-                raise ValueError("embed_dim must be a positive multiple of 4")
+        def rope_2d(x, grid, temperature=10000.0):
             rows, cols = grid
-            k = embed_dim // 4
-            table = [[0.0] * embed_dim for _ in range(num_prefix_tokens)]
-            for y in range(rows):
-                for x in range(cols):
-                    w = [temperature ** (-i / k) for i in range(k)]
-                    table.append([math.sin(x * f) for f in w] + [math.cos(x * f) for f in w]
-                                 + [math.sin(y * f) for f in w] + [math.cos(y * f) for f in w])
-            return torch.tensor(table, dtype=torch.float32).unsqueeze(0)
+            dim = x.shape[-1]
+            if dim <= 0 or dim % 4 != 0:
+                raise ValueError("width must be a positive multiple of 4")
+            if x.shape[-2] != rows * cols:
+                raise ValueError("grid does not match the tokens")
+            out = x.clone()
+            k = dim // 4
+            for token in range(rows * cols):
+                r, c = divmod(token, cols)
+                for half, pos in ((0, c), (1, r)):
+                    for i in range(k):
+                        t = pos * temperature ** (-i / k)
+                        j = half * 2 * k + 2 * i
+                        a, b = x[..., token, j], x[..., token, j + 1]
+                        out[..., token, j] = a * math.cos(t) - b * math.sin(t)
+                        out[..., token, j + 1] = a * math.sin(t) + b * math.cos(t)
+            return out
     """,
     "09_memory/loops_and_bisection": """
         def windowed_map_bytes(depth, heads, grid, window, bytes_per_element=4):
@@ -799,23 +822,25 @@ WRONG = {
         {"test_rejects_what_is_not_square_kernels"},
     ),
     # rows in the first half, columns in the second (the convention swapped)
-    "05_positions/rows_first": (
+    "05_positions/column_major_tokens": (
         """
         import torch
 
-        def sincos_pos_embed_2d(embed_dim, grid, num_prefix_tokens=0, temperature=10000.0):
-            if embed_dim <= 0 or embed_dim % 4:
-                raise ValueError("embed_dim must be a positive multiple of 4")
+        def rope_2d(x, grid, temperature=10000.0):
             rows, cols = grid
-            omega = temperature ** -(torch.arange(embed_dim // 4, dtype=torch.float64) / (embed_dim // 4))
-            y, x = torch.meshgrid(torch.arange(rows, dtype=torch.float64),
-                                  torch.arange(cols, dtype=torch.float64), indexing="ij")
-            y, x = y.reshape(-1, 1) * omega, x.reshape(-1, 1) * omega
-            table = torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=1)  # rows first: wrong
-            table = torch.cat([torch.zeros(num_prefix_tokens, embed_dim, dtype=torch.float64), table])
-            return table.float().unsqueeze(0)
+            dim = x.shape[-1]
+            if dim <= 0 or dim % 4 or x.shape[-2] != rows * cols:
+                raise ValueError("bad width or grid")
+            k = dim // 4
+            omega = temperature ** (-torch.arange(k, dtype=torch.float64) / k)
+            c, r = torch.meshgrid(torch.arange(cols, dtype=torch.float64),
+                                  torch.arange(rows, dtype=torch.float64), indexing="ij")  # column-major: wrong
+            angles = torch.cat([c.reshape(-1, 1) * omega, r.reshape(-1, 1) * omega], dim=-1)
+            a, b = x.double().reshape(*x.shape[:-1], 2 * k, 2).unbind(-1)
+            out = torch.stack([a * angles.cos() - b * angles.sin(), a * angles.sin() + b * angles.cos()], dim=-1)
+            return out.reshape(x.shape).to(x.dtype)
         """,
-        {"test_random_rectangular_grid", "test_tall_grid", "test_prefix_tokens", "test_temperature"},
+        {"test_random_tokens_non_square_grid", "test_heads_axis_and_float64", "test_other_temperature"},
     ),
     # a float instead of an exact int
     "08_cost/float_result": (

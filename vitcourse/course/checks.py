@@ -144,17 +144,6 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _check_sincos(c: _Checker, fn) -> None:
-    from ..models.posembed import sincos_pos_embed_2d as ref
-
-    for args, kwargs in (((8, (2, 3)), {}), ((16, (4, 4)), {}), ((4, (1, 1)), {}), ((8, (3, 2)), {"num_prefix_tokens": 1})):
-        label = f"sincos_pos_embed_2d{args}{''.join(f' {k}={v}' for k, v in kwargs.items())}"
-        done, got = c.run(label, lambda a=args, k=kwargs: fn(*a, **k))
-        if done:
-            c.tensor(label, got, ref(*args, **kwargs))
-    c.raises("sincos_pos_embed_2d(6, (2, 2))", lambda: fn(6, (2, 2)), ValueError)
-
-
 def _random_attentions(g, depth, batch, heads, n):
     return [torch.randn(batch, heads, n, n, generator=g).softmax(-1) for _ in range(depth)]
 
@@ -218,7 +207,6 @@ def _check_crossover(c: _Checker, fn) -> None:
 
 
 _CHECKS = {
-    "sincos_pos_embed_2d": _check_sincos,
     "attention_rollout": _check_rollout,
     "same_object_mask": _check_same_object_mask,
     "count_objects": _check_count_objects,

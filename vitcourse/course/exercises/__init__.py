@@ -10,11 +10,11 @@ contract. Exercises not listed here still use the hand-written checks of
 from __future__ import annotations
 
 from ..contracts import Contract
-from . import attention, blocks, distillation, memory, mhsa, patch_snr, patches, resolution
+from . import attention, blocks, distillation, memory, mhsa, patch_snr, patches, positions, resolution
 
 __all__ = ["CONTRACTS", "contract_for"]
 
-CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, memory, blocks, distillation, resolution)}
+CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution)}
 
 
 def contract_for(name: str) -> Contract | None:
