@@ -31,7 +31,6 @@ SEED_SUMMARY = re.compile(r"± \S+ \(per seed:")
 NOT_YET_CLAIMED = {
     ("chapters/01_principles/02_self_attention.ipynb", 13),
     ("chapters/01_principles/05_cost.ipynb", 30),
-    ("chapters/03_hands_on/02_distillation.ipynb", 14),
 }
 
 
