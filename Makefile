@@ -14,8 +14,6 @@ NOTEBOOK_DIRS := chapters solutions
 # CPU without AVX-512 (avx2) or without AVX (default), so that a page whose claims or compared
 # outputs hang on this CPU's digits fails here and not on a reader's machine.
 CPU_SETTING := $(PY) tools/cpu_setting.py
-# make test's second pass, under baseline kernels, leaves out the notebooks listed here (see the file).
-NOT_YET_PORTABLE := $(shell grep -v '^\#' tests/notebooks_not_yet_portable.txt)
 
 .PHONY: book test test-portable fast notebooks exercises stamp bench grade lint system-deps clean help
 .DEFAULT_GOAL := help
@@ -54,7 +52,7 @@ book: $(VENV)/.installed-book
 test: $(VENV)/.installed-dev system-deps
 	$(VENV)/bin/jupyter-book build . --path-output . -W --keep-going
 	VITCOURSE_REQUIRE_BOOK=1 $(PYTEST) tests $(NOTEBOOK_DIRS) $(NBVAL)
-	$(CPU_SETTING) default -- $(PYTEST) $(NOTEBOOK_DIRS) $(NBVAL) $(addprefix --ignore=,$(NOT_YET_PORTABLE))
+	$(CPU_SETTING) default -- $(PYTEST) $(NOTEBOOK_DIRS) $(NBVAL)
 
 test-portable: $(VENV)/.installed-dev
 	for setting in native avx2 default; do \

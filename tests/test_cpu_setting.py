@@ -1,8 +1,7 @@
 """tools/cpu_setting.py makes this machine run another CPU's kernels, and make test relies on it.
 
 The second notebook pass of ``make test`` runs under ``default``: these tests check that the
-setting reaches PyTorch's kernel dispatch in a child process (what nbval's kernels are), and that
-the list of notebooks that pass leaves out names only real notebooks.
+setting reaches PyTorch's kernel dispatch in a child process (what nbval's kernels are).
 """
 
 from __future__ import annotations
@@ -43,15 +42,6 @@ def test_native_changes_nothing():
 def test_an_unknown_setting_is_refused_by_name():
     done = subprocess.run([sys.executable, str(TOOL), "sse9", "--", "true"], capture_output=True, text=True)
     assert done.returncode == 2 and "sse9" in done.stderr, done.stderr
-
-
-def test_the_not_yet_portable_list_names_real_notebooks():
-    lines = (ROOT / "tests" / "notebooks_not_yet_portable.txt").read_text().splitlines()
-    listed = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    assert len(listed) == len(set(listed)), "a notebook is listed twice"
-    for path in listed:
-        assert path.split("/")[0] in ("chapters", "solutions") and path.endswith(".ipynb"), path
-        assert (ROOT / path).is_file(), f"{path} is listed but does not exist"
 
 
 @pytest.mark.parametrize("setting", ["avx2", "default"])
