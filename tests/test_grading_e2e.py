@@ -201,8 +201,9 @@ def test_grader_killed_mid_batch_resumes_without_loss(tmp_path):
         write_notebook(subs / f"s{i:02d}.ipynb", cells + ["import time\ntime.sleep(0.3)"])
     command = [sys.executable, "-m", "vitcourse.cli", "grade", "--exercise", "00_fake", str(subs),
                "--out", str(out), "--jobs", "1", "--hidden-dir", str(HIDDEN), "--no-progress"]
-    grader = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    said = tmp_path / "grader.stderr"
+    with said.open("wb") as stderr:
+        grader = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         time.sleep(0.2)
@@ -212,7 +213,7 @@ def test_grader_killed_mid_batch_resumes_without_loss(tmp_path):
                     break
             except sqlite3.Error:
                 pass
-        assert grader.poll() is None, "the grader ended before it could be killed"
+        assert grader.poll() is None, f"the grader ended before it could be killed:\n{said.read_text()}"
     grader.send_signal(signal.SIGKILL)
     grader.wait()
     first = submission_rows(out)
