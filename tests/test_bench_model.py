@@ -95,6 +95,28 @@ def test_bench_rejects_unknown_config():
         cli.main(["bench", "model", "--config", "vit_nope", "--device", "cpu"])
 
 
+def test_flop_count_includes_the_fused_attention_products():
+    """ViT-B/16 at 224 px against its closed form: patch embedding, per block the four D x D
+    products (q, k, v, out), QK^T and AV (N x N x D each) and the MLP, and the head on the class
+    token; 17.56 GMACs, where the published figure rounds to 17.6. The backward pass does each
+    product twice more (the fused attention's backward computes QK^T once more), but for the patch
+    embedding's gradient of the image, which is not needed."""
+    from vitcourse.experiments.timing import count_flops
+
+    torch.manual_seed(0)
+    model = create_model("vit_base_patch16_224")  # on the CPU, whose fused attention kernel needs its own formulas
+    tokens, dim, depth, hidden, classes, patches = 197, 768, 12, 3072, 1000, 196
+    per_block = tokens * 4 * dim * dim + 2 * tokens * tokens * dim + 2 * tokens * dim * hidden
+    patch_macs = patches * 3 * 16 * 16 * dim
+    macs = patch_macs + depth * per_block + dim * classes
+    assert round(macs / 1e9, 2) == 17.56
+    x, y = torch.randn(1, 3, 224, 224), torch.zeros(1, dtype=torch.long)
+    forward, step = count_flops(model, x, y, autocast=nullcontext)
+    assert forward == 2 * macs
+    recomputed_scores = depth * tokens * tokens * dim  # a fused backward computes QK^T again
+    assert step == 3 * forward - 2 * patch_macs + 2 * recomputed_scores
+
+
 def test_linear_floor_does_exactly_the_linear_layers_matrix_products():
     from torch.utils.flop_counter import FlopCounterMode
 
