@@ -26,13 +26,6 @@ CLAIM_CALL = re.compile(r"\bclaim(?:_below|_above|_separated)?\(")
 SHOW_SOURCE_ONLY = re.compile(r"^(?:\s*show_source\([\w.]+\)\s*)+$")
 SEED_SUMMARY = re.compile(r"± \S+ \(per seed:")
 
-# Pages still printing this machine's digits where a claim should stand (issue 16). Each entry is
-# a (notebook, cell index) whose ignored output has no claim yet; the list only shrinks.
-NOT_YET_CLAIMED = {
-    ("chapters/01_principles/02_self_attention.ipynb", 13),
-}
-
-
 def _relative(path) -> str:
     return path.relative_to(ROOT).as_posix()
 
@@ -56,7 +49,6 @@ def test_every_ignored_output_is_backed_by_a_claim(path):
         if IGNORE_TAG in cell.metadata.get("tags", [])
         and not CLAIM_CALL.search(cell.source)
         and not SHOW_SOURCE_ONLY.match(cell.source)
-        and (_relative(path), index) not in NOT_YET_CLAIMED
     ]
     assert not unbacked, f"cells {unbacked} hide their output from nbval without a claim"
 
