@@ -8,6 +8,7 @@ import io
 import json
 import socket
 import threading
+import time
 
 import pytest
 import torch
@@ -393,3 +394,28 @@ def test_hiding_args_hide_folders_files_and_keep_the_python_installation(tmp_pat
         assert file_args == []  # the sandbox's /tmp is empty: nothing there to hide
     else:
         assert file_args == ["--ro-bind", "/dev/null", str(this_file)]
+
+
+def test_a_pids_cgroup_is_removed_only_once_its_processes_are_gone():
+    """Zygote.stop keeps a cgroup whose processes are still exiting and removes it at close; a
+    restarted worker gets a new one (a dying worker's processes would count against its limit)."""
+    import os
+    import subprocess
+
+    from vitcourse.grading.trusted.sandbox import PidsCgroup
+
+    cgroup = PidsCgroup(f"vitcourse-grade-{os.getpid()}-test-{time.monotonic_ns()}", 8)
+    if cgroup.path is None:
+        pytest.skip("no writable pids cgroup here (not root, or cgroups not mounted)")
+    sleeper = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec sleep 30', cgroup.path])
+    try:
+        deadline = time.monotonic() + 10
+        while not open(os.path.join(cgroup.path, "cgroup.procs")).read().strip():
+            assert time.monotonic() < deadline, "the process never joined the cgroup"
+            time.sleep(0.01)
+        assert cgroup.remove() is False and os.path.isdir(cgroup.path)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    path = cgroup.path
+    assert cgroup.remove() is True and not os.path.exists(path) and cgroup.path is None

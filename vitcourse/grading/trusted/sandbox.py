@@ -212,14 +212,21 @@ class PidsCgroup:
             except OSError:
                 pass
 
-    def remove(self) -> None:
+    def remove(self) -> bool:
+        """Remove the cgroup once its processes are gone (waits up to a second); whether it is."""
         if self.path:
             for _ in range(50):
                 try:
                     os.rmdir(self.path)
-                    return
+                    self.path = None
+                    return True
+                except FileNotFoundError:
+                    self.path = None
+                    return True
                 except OSError:
                     time.sleep(0.02)
+            return False
+        return True
 
 
 def _world_readable(path: str) -> bool:
@@ -271,6 +278,8 @@ class Zygote:
         self.process: subprocess.Popen | None = None
         self.control: socket.socket | None = None
         self.cgroup: PidsCgroup | None = None
+        self._stale_cgroups: list[PidsCgroup] = []  # of stopped workers whose processes were still exiting
+        self._starts = 0
         self._log = None
         self._closed = False
 
@@ -287,7 +296,10 @@ class Zygote:
             command = [bwrap_path(), *_base_bwrap_args(), *hide_args, "--chdir", "/tmp",
                        "--clearenv", *sum((["--setenv", k, v] for k, v in
                                            worker_env("/tmp/work").items()), []), "--", *command]
-            self.cgroup = PidsCgroup(f"vitcourse-grade-{os.getpid()}-{self.slot}",
+            # A new cgroup for every start: a killed worker's processes may still be exiting in
+            # the last one, and would count against the new worker's process limit.
+            self._starts += 1
+            self.cgroup = PidsCgroup(f"vitcourse-grade-{os.getpid()}-{self.slot}-{self._starts}",
                                      self.config.limits.nproc + 64)
             if self.cgroup.path:  # join the cgroup before bwrap starts, so nothing escapes it
                 command = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"',
@@ -335,7 +347,8 @@ class Zygote:
             self.process.wait()
             self.process = None
         if self.cgroup is not None:
-            self.cgroup.remove()
+            if not self.cgroup.remove():
+                self._stale_cgroups.append(self.cgroup)
             self.cgroup = None
         if self._log is not None:
             self._log.close()
@@ -345,6 +358,7 @@ class Zygote:
         """Stop for good (grading is stopping): a later session raises instead of restarting."""
         self._closed = True
         self.stop()
+        self._stale_cgroups = [cgroup for cgroup in self._stale_cgroups if not cgroup.remove()]
 
     def restart(self) -> None:
         self.stop()
