@@ -50,7 +50,7 @@ def _runs(line):
     """(start, stop) of each run of True in a 1-d bool array that is at least MIN_SIDE long."""
     padded = np.concatenate([[False], line, [False]]).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
-    return [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b - a >= MIN_SIDE]
+    return [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= MIN_SIDE]
 
 
 def flat_panels(pixels) -> list[tuple[int, int, int, int]]:
@@ -89,7 +89,7 @@ def test_flat_panels_finds_a_blank_panel_and_passes_a_drawn_one():
 
     def render(arrays, **imshow):
         fig, axes = plt.subplots(1, len(arrays), figsize=(2 * len(arrays), 2), dpi=80)
-        for ax, array in zip(np.atleast_1d(axes), arrays):
+        for ax, array in zip(np.atleast_1d(axes), arrays, strict=True):
             ax.imshow(array, cmap="Greys", **imshow)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")

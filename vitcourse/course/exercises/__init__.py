@@ -10,7 +10,17 @@ contract. Exercises not listed here still use the hand-written checks of
 from __future__ import annotations
 
 from ..contracts import Contract
-from . import attention, blocks, distillation, memory, mhsa, patch_snr, patches, positions, resolution
+from . import (
+    attention,
+    blocks,
+    distillation,
+    memory,
+    mhsa,
+    patch_snr,
+    patches,
+    positions,
+    resolution,
+)
 
 __all__ = ["CONTRACTS", "contract_for"]
 
