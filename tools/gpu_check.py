@@ -78,12 +78,15 @@ def timm_parity() -> None:
             check(agree >= 0.75, f"{name} bf16 autocast: top-1 agrees with timm on {agree:.0%} of 16 images (>= 75%)")
 
 
+def random_images(count: int) -> ImageData:
+    """``count`` random 224 px RGB images with random labels of 10 classes (seed 0)."""
+    torch.manual_seed(0)
+    return ImageData(torch.randn(count, 3, 224, 224), torch.randint(0, 10, (count,)), 10)
+
+
 @section("fit under bf16 autocast")
 def fit_bf16() -> None:
-    torch.manual_seed(0)
-    images = torch.randn(256, 3, 224, 224)
-    labels = torch.randint(0, 10, (256,))
-    data = ImageData(images, labels, 10)
+    data = random_images(256)
     model = vitcourse.create_model("vit_small_patch16_224", num_classes=10)
     history = vitcourse.fit(model, data, epochs=4, lr=3e-4, batch_size=64, warmup_epochs=1.0,
                             device="cuda", amp=True, progress=False)
@@ -96,10 +99,7 @@ def fit_bf16() -> None:
 
 @section("DeiT distillation step on CUDA")
 def distillation_step() -> None:
-    torch.manual_seed(0)
-    images = torch.randn(128, 3, 224, 224)
-    labels = torch.randint(0, 10, (128,))
-    data = ImageData(images, labels, 10)
+    data = random_images(128)
     teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 16, stride=16), torch.nn.Flatten(),
                                   torch.nn.Linear(16 * 14 * 14, 10)).cuda().eval()
     for kind in ("hard", "soft"):
