@@ -10,6 +10,9 @@
   ``timm.create_model(name, pretrained=True)``, ``ViTForImageClassification.from_pretrained(repo)``
   and ``CLIPModel.from_pretrained(repo)`` run their real loading code and find the files in the
   cache instead of on the network.
+* :func:`randomised` perturbs a transformers model's weights (random ones, not its
+  initialisation's symmetries, are what a conversion must carry over); :func:`with_old_names`
+  spells a state dict as transformers 4 did, as the hub's checkpoints still are.
 
 Only the bytes are stand-ins: file names, layouts, configs and key names are the real ones, so
 a code path that works here differs from Colab's only in what the weights have learned.
@@ -146,6 +149,30 @@ def write_clip_repo(home: str | os.PathLike, repo_id: str = CLIP_CHECKPOINT, see
     model.save_pretrained(snapshot)
     processor.save_pretrained(snapshot)
     return Path(home)
+
+
+def randomised(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
+    """``model`` in eval mode with every weight moved by N(0, 0.05^2) noise (a layer-scale
+    ``lambda1`` set uniformly in [0.5, 1.5] instead, away from its initial constant)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("lambda1"):
+                param.uniform_(0.5, 1.5)
+            else:
+                param.add_(0.05 * torch.randn_like(param))
+    return model.eval()
+
+
+def with_old_names(state: dict[str, torch.Tensor], renames: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """``state`` with each key's (new, old) name parts replaced in order: transformers 5's names
+    spelt as transformers 4's, which the hub's checkpoints use."""
+    old = {}
+    for key, value in state.items():
+        for new_name, old_name in renames:
+            key = key.replace(new_name, old_name)
+        old[key] = value
+    return old
 
 
 def hub_environment(home: str | os.PathLike) -> dict[str, str]:

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tests.stand_ins import hub_environment, timm_repo, write_hub_cache
+from tests.stand_ins import hub_environment, randomised, timm_repo, with_old_names, write_hub_cache
 from vitcourse import VisionTransformer, create_model, list_models
 from vitcourse.models.pretrained import (
     SUPPORTED_FAMILIES,
@@ -375,17 +375,6 @@ def test_pretrained_tags_through_the_hub_cache(tmp_path):
 # ---- Hugging Face: DINOv2 and CLIP's image tower -------------------------------------------------
 
 
-def _hf_randomise(model, seed=1):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("lambda1"):
-                param.uniform_(0.5, 1.5)
-            else:
-                param.add_(0.05 * torch.randn_like(param))
-    return model.eval()
-
-
 @pytest.mark.parametrize("registers", [0, 4])
 @pytest.mark.parametrize("size", [56, 84])
 def test_hugging_face_dinov2(size, registers):
@@ -399,7 +388,7 @@ def test_hugging_face_dinov2(size, registers):
             transformers.Dinov2WithRegistersConfig(num_register_tokens=registers, **common))
     else:
         theirs = transformers.Dinov2Model(transformers.Dinov2Config(**common))
-    _hf_randomise(theirs)
+    randomised(theirs)
     ours = VisionTransformer(img_size=size, patch_size=14, embed_dim=32, depth=2, num_heads=4, num_classes=0,
                              init_values=1.0, reg_tokens=registers, no_embed_class=bool(registers))
     load_hf_state_dict(ours, theirs.state_dict(), antialias=bool(registers)).eval()
@@ -416,14 +405,10 @@ def test_hugging_face_dinov2_hub_names():
     transformers = pytest.importorskip("transformers")
     config = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, image_size=28,
                                        patch_size=14)
-    state = _hf_randomise(transformers.Dinov2Model(config)).state_dict()
+    state = randomised(transformers.Dinov2Model(config)).state_dict()
     renames = [("attention.q_proj", "attention.attention.query"), ("attention.k_proj", "attention.attention.key"),
                ("attention.v_proj", "attention.attention.value"), ("attention.o_proj", "attention.output.dense")]
-    old = {}
-    for key, value in state.items():
-        for new_name, old_name in renames:
-            key = key.replace(new_name, old_name)
-        old[key] = value
+    old = with_old_names(state, renames)
     assert any("attention.attention.query" in key for key in old)
     new_converted, old_converted = convert_hf_state_dict(state), convert_hf_state_dict(old)
     assert new_converted.keys() == old_converted.keys()
@@ -447,7 +432,7 @@ def test_hugging_face_clip_image_tower(kind, size, caplog):
                                                                 projection_dim=16))
     else:
         theirs = getattr(transformers, kind)(vision)
-    _hf_randomise(theirs)
+    randomised(theirs)
     classes = 0 if kind == "CLIPVisionModel" else 16
     ours = VisionTransformer(img_size=size, patch_size=8, embed_dim=32, depth=2, num_heads=4, num_classes=classes,
                              pre_norm=True, norm_eps=1e-5, act_layer="quick_gelu")

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.stand_ins import TIMM_CHECKPOINT, hub_environment, write_hub_cache
+from tests.stand_ins import (
+    TIMM_CHECKPOINT,
+    hub_environment,
+    randomised,
+    with_old_names,
+    write_hub_cache,
+)
 from vitcourse import VisionTransformer
 from vitcourse.models.pretrained import (
     convert_hf_state_dict,
@@ -125,18 +131,10 @@ def _hf_config(**extra):
     )
 
 
-def _randomise(model):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return model.eval()
-
-
 def test_hugging_face_classifier():
     from transformers import ViTForImageClassification
 
-    theirs = _randomise(ViTForImageClassification(_hf_config()))
+    theirs = randomised(ViTForImageClassification(_hf_config()))
     ours = load_hf_state_dict(VisionTransformer(img_size=32, **CONFIG), theirs.state_dict()).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -146,7 +144,7 @@ def test_hugging_face_classifier():
 def test_hugging_face_model_features(caplog):
     from transformers import ViTModel
 
-    theirs = _randomise(ViTModel(_hf_config()))
+    theirs = randomised(ViTModel(_hf_config()))
     ours = VisionTransformer(img_size=32, **{**CONFIG, "num_classes": 0})
     with caplog.at_level(logging.INFO, logger="vitcourse.models.pretrained"):
         load_hf_state_dict(ours, theirs.state_dict())
@@ -160,17 +158,13 @@ def test_hugging_face_hub_names():
     """The hub's checkpoints use transformers 4 names; both spellings convert the same."""
     from transformers import ViTForImageClassification
 
-    state = _randomise(ViTForImageClassification(_hf_config())).state_dict()
+    state = randomised(ViTForImageClassification(_hf_config())).state_dict()
     renames = [
         ("vit.layers.", "vit.encoder.layer."), ("attention.q_proj", "attention.attention.query"),
         ("attention.k_proj", "attention.attention.key"), ("attention.v_proj", "attention.attention.value"),
         ("attention.o_proj", "attention.output.dense"), ("mlp.fc1", "intermediate.dense"), ("mlp.fc2", "output.dense"),
     ]
-    old = {}
-    for key, value in state.items():
-        for new_name, old_name in renames:
-            key = key.replace(new_name, old_name)
-        old[key] = value
+    old = with_old_names(state, renames)
     assert any("encoder.layer.0.attention.attention.query" in k for k in old)
     new_converted, old_converted = convert_hf_state_dict(state), convert_hf_state_dict(old)
     assert new_converted.keys() == old_converted.keys()
