@@ -47,10 +47,10 @@ SHRINK: dict[str, dict[str, str]] = {
     "01_principles/02_self_attention.ipynb": {"from_pretrained_timm(DINO)": "from_pretrained_timm(DINO, depth=1)"},
     "01_principles/03_positions.ipynb": {"num_heads=4), 100)": "num_heads=4), 2)"},  # 100 epochs
     # 10 seeds per model and 500 test images per distance; here the default's 3 seeds and fewer images.
-    "01_principles/04_vit_and_cnns.ipynb": {"SEEDS = range(10) if": "SEEDS = range(3) if", "N_TEST = 500 if": "N_TEST = 100 if"},
-    "01_principles/05_cost.ipynb": {"torch.randn(32, 3, 224, 224": "torch.randn(2, 3, 224, 224"},  # ViT-B, batch 32
+    "01_principles/05_vit_and_cnns.ipynb": {"SEEDS = range(10) if": "SEEDS = range(3) if", "N_TEST = 500 if": "N_TEST = 100 if"},
+    "01_principles/06_cost.ipynb": {"torch.randn(32, 3, 224, 224": "torch.randn(2, 3, 224, 224"},  # ViT-B, batch 32
     # 10 seeds for every result over seeds; here the default's 3.
-    "01_principles/06_depth_and_stability.ipynb": {"range(10) if LARGER_RUN": "range(3) if LARGER_RUN"},
+    "01_principles/07_depth_and_stability.ipynb": {"range(10) if LARGER_RUN": "range(3) if LARGER_RUN"},
     "02_applications/01_dense_prediction.ipynb": {"epochs=40 if LARGER_RUN": "epochs=2 if LARGER_RUN"},
     "02_applications/02_masked_pretraining.ipynb": {"epochs=400 if LARGER_RUN": "epochs=2 if LARGER_RUN"},
     "02_applications/03_science.ipynb": {"epochs=20 if LARGER_RUN": "epochs=2 if LARGER_RUN"},

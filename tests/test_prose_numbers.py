@@ -31,7 +31,7 @@ LINK_TARGET = re.compile(r"(\]\()[^)\s]*(\))")
 REFERENCE = re.compile(
     r"(?i)\b(?:sections?|chapters?|pages?|parts?|§)\s+\d+(?:\.\d+)+(?:\s*(?:,|and|or|to|-|–)\s*\d+(?:\.\d+)+)*"
 )
-# A link whose text is a section number, as in "[1.4](04_vit_and_cnns.ipynb)".
+# A link whose text is a section number, as in "[1.4](05_vit_and_cnns.ipynb)".
 SECTION_LINK = re.compile(r"\[\d+(?:\.\d+)+\]")
 CITATION = re.compile(r"\{cite(?::[a-z]+)?\}")
 # Sentences end at . ! ? followed by white space and something that can start a sentence.
