@@ -448,3 +448,38 @@ def test_hugging_face_clip_image_tower(kind, size, caplog):
             out = theirs(pixel_values=x, interpolate_pos_encoding=size != 32)
             expected = out.pooler_output if classes == 0 else out.image_embeds
         assert _max_diff(ours.eval()(x), expected) <= 1e-4
+
+
+@pytest.mark.parametrize("old_names", [False, True])
+def test_hugging_face_mae_encoder(old_names, caplog):
+    """ViTMAEForPreTraining (LayerNorm eps 1e-6, MAE's own): its encoder loads into our MAE
+    configuration, the pixel decoder dropped with a log message, and our tokens equal its
+    ``last_hidden_state`` within 1e-4 when it keeps every patch in grid order (``mask_ratio=0``,
+    ``noise`` increasing along the grid). The hub's checkpoint spells transformers 4's names."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTMAEConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, image_size=32,
+        patch_size=8, decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+        decoder_intermediate_size=32, mask_ratio=0.0, layer_norm_eps=1e-6)
+    theirs = randomised(transformers.ViTMAEForPreTraining(config))
+    state = theirs.state_dict()
+    if old_names:
+        renames = [("vit.layers.", "vit.encoder.layer."), ("attention.q_proj", "attention.attention.query"),
+                   ("attention.k_proj", "attention.attention.key"), ("attention.v_proj", "attention.attention.value"),
+                   ("attention.o_proj", "attention.output.dense")]
+        state = with_old_names(state, renames)
+        assert "vit.encoder.layer.0.attention.attention.query.weight" in state
+    ours = create_model("vit_base_patch16_224.mae", img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4)
+    with caplog.at_level(logging.INFO, logger="vitcourse.models.pretrained"):
+        load_hf_state_dict(ours, state)
+    assert "decoder.decoder_embed.weight" in caplog.text
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    noise = torch.arange(16.0).expand(2, -1)  # keeps patches 0, 1, ..., 15 in this order
+    with torch.no_grad():
+        expected = theirs.vit(pixel_values=x, noise=noise).last_hidden_state  # (2, 1 + 16, 32)
+        got = ours.eval().forward_features(x)
+    assert got.shape == expected.shape == (2, 17, 32)
+    assert _max_diff(got, expected) <= 1e-4
+    # A decoder weight under another prefix is not silently dropped: loading names it.
+    with pytest.raises(ValueError, match="mae_decoder"):
+        load_hf_state_dict(ours, {**state, "mae_decoder.weight": torch.zeros(1)})

@@ -10,8 +10,8 @@ source                     how its tensors map to ours
 =========================  ===============================================================
 timm                       same names and shapes (:func:`config_from_timm` reads the settings)
 Hugging Face ViT, DINOv2,  separate query/key/value Linears -> one ``qkv`` (rows q, k, v);
-CLIP's image tower         DINOv2's ``lambda1`` -> ``gamma``; CLIP's class and position
-                           embeddings get their batch axes, its projection becomes the head
+CLIP's image tower, MAE's  DINOv2's ``lambda1`` -> ``gamma``; CLIP's class and position
+encoder                    embeddings get their batch axes, its projection becomes the head
 original JAX ``.npz``      kernels stored ``(in, out)`` -> transposed; attention kernels
                            ``(D, heads, head_dim)`` -> flattened; patch kernel HWIO -> OIHW
 =========================  ===============================================================
@@ -164,9 +164,11 @@ _HF_TOP = {
 }
 _HF_PREFIXES = ("vit.", "vision_model.")
 # Not part of an image encoder: DINOv2's mask token (used only in pretraining), ViTModel's tanh
-# pooler, the position ids older CLIP checkpoints stored, and a whole CLIPModel's text tower.
+# pooler, the position ids older CLIP checkpoints stored, a whole CLIPModel's text tower and
+# ViTMAEForPreTraining's pixel decoder.
 _HF_DROP = (
     "embeddings.mask_token", "embeddings.position_ids", "pooler.", "text_model.", "text_projection.", "logit_scale",
+    "decoder.",
 )
 _HF_BLOCK = re.compile(r"^(?:encoder\.layers?|layers)\.(\d+)\.(.+)\.(weight|bias|lambda1)$")
 
@@ -182,6 +184,7 @@ def convert_hf_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
     ``Dinov2WithRegistersModel``                    ``vit_*_patch14_reg4_dinov2`` (see below)
     ``CLIPVisionModel``                             ``vit_*_clip_quickgelu_*`` with ``num_classes=0``
     ``CLIPVisionModelWithProjection``, ``CLIPModel``  the same with the projection as ``head``
+    ``ViTMAEModel``, ``ViTMAEForPreTraining``       ``vit_*_patch16_224.mae`` (the encoder; no head)
     ==============================================  ===============================================
 
     Accepts the names of current transformers (``layers.N.attention.q_proj``) and of the hub
@@ -190,8 +193,15 @@ def convert_hf_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
     v). CLIP's class embedding ``(D,)`` and position table ``(1 + N, D)`` get their batch axes;
     its projection (a Linear without bias) becomes ``head`` with a zero bias. Dropped, with a
     log message: ``ViTModel``'s ``pooler`` (a tanh layer our model does not have), DINOv2's
-    ``mask_token`` (pretraining only) and a ``CLIPModel``'s text tower. Names it does not know
-    are kept as they are, so that loading reports them.
+    ``mask_token`` (pretraining only), a ``CLIPModel``'s text tower and a
+    ``ViTMAEForPreTraining``'s decoder (which reconstructs pixels from the encoder's tokens:
+    page 2.2 loads it into its own decoder). Names it does not know are kept as they are, so
+    that loading reports them.
+
+    MAE's encoder equals ours once both see the same patches: ``ViTMAEModel`` keeps the
+    patches with the smallest ``noise`` (its argument), in that order, so with
+    ``mask_ratio=0`` and ``noise`` increasing along the grid it keeps every patch in grid
+    order, and its ``last_hidden_state`` is our ``forward_features``.
 
     DINOv2 with registers adds position embeddings to ``[cls, patches]`` and inserts the
     registers after that; timm's layout (``no_embed_class=True``) adds them to the patches only.
