@@ -281,6 +281,32 @@ OTHER_WRONG = {
                 return (F.one_hot(labels, num_classes).float(),)
         """,
     },
+    "14_masking": {
+        "returns_a_pair": """
+            def shuffle_mask(tokens, noise, mask_ratio):
+                order = noise.argsort(1)
+                keep = max(1, round(tokens.shape[1] * (1 - mask_ratio)))
+                return tokens.gather(1, order[:, :keep, None].expand(-1, -1, tokens.shape[2])), order.argsort(1)
+        """,
+        "numpy_restore": """
+            def shuffle_mask(tokens, noise, mask_ratio):
+                if not 0 <= mask_ratio < 1 or noise.shape != tokens.shape[:2]:
+                    raise ValueError("bad")
+                order = noise.argsort(1)
+                keep = max(1, round(tokens.shape[1] * (1 - mask_ratio)))
+                restore = order.argsort(1)
+                return tokens.gather(1, order[:, :keep, None].expand(-1, -1, tokens.shape[2])), restore >= keep, restore.numpy()
+        """,
+        "python_float_loss": """
+            def masked_patch_loss(pred, images, mask, patch_size, norm_pix=True, eps=1e-6):
+                target = F.unfold(images, patch_size, stride=patch_size).transpose(1, 2)
+                return ((pred - target) ** 2).mean(-1)[mask].mean().item()
+        """,
+        "raises_type_error": """
+            def masked_patch_loss(pred, images, mask, patch_size, norm_pix=True, eps=1e-6):
+                raise TypeError("not today")
+        """,
+    },
     "12_resolution": {
         "numpy_matrix": """
             def resize_matrix(old_size, new_size):

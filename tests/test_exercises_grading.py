@@ -58,7 +58,7 @@ def _report(results) -> str:
 
 
 def test_every_exercise_has_hidden_tests():
-    assert len(EXERCISES) == 12
+    assert len(EXERCISES) == 13
     for exercise in EXERCISES:
         assert (HIDDEN / f"test_{exercise}.py").is_file(), exercise
         assert (ROOT / "exercises" / f"{exercise}.ipynb").is_file(), exercise
@@ -550,6 +550,70 @@ CORRECT = {
             kernels = weight.flatten(2) @ torch.linalg.pinv(b)
             return kernels.unflatten(2, (new_size, new_size))
     """,
+    "14_masking/sort_and_scatter": """
+        import torch
+
+        def shuffle_mask(tokens, noise, mask_ratio):
+            if not (0.0 <= mask_ratio < 1.0) or tuple(noise.shape) != tuple(tokens.shape[:2]):
+                raise ValueError("bad mask_ratio or noise")
+            b, n, _ = tokens.shape
+            keep = max(1, round(n * (1 - mask_ratio)))
+            _, order = torch.sort(noise, dim=1)
+            rows = torch.arange(b)[:, None]
+            restore = torch.empty_like(order)
+            restore[rows, order] = torch.arange(n).expand(b, n)  # the inverse permutation by scatter
+            hidden = torch.ones(b, n, dtype=torch.bool)
+            hidden[rows, order[:, :keep]] = False
+            return tokens[rows, order[:, :keep]], hidden, restore
+
+        def masked_patch_loss(pred, images, mask, patch_size, norm_pix=True, eps=1e-6):
+            p = patch_size
+            b, c, h, w = images.shape
+            if pred.shape != (b, (h // p) * (w // p), c * p * p) or not bool(mask.any()):
+                raise ValueError("bad pred or empty mask")
+            total, count = pred.new_zeros(()), 0
+            for i in range(b):
+                for k in range(pred.shape[1]):
+                    if not mask[i, k]:
+                        continue
+                    r, q = divmod(k, w // p)
+                    t = images[i, :, r * p:(r + 1) * p, q * p:(q + 1) * p].reshape(-1).double()
+                    if norm_pix:
+                        m = t.mean()
+                        t = (t - m) / (((t - m) ** 2).sum() / (t.numel() - 1) + eps) ** 0.5
+                    total = total + ((pred[i, k].double() - t) ** 2).mean().to(pred.dtype)
+                    count += 1
+            return total / count
+    """,
+    "14_masking/einops_and_var_mean": """
+        import torch
+        from einops import rearrange
+
+        def shuffle_mask(tokens, noise, mask_ratio):
+            if tokens.ndim != 3 or noise.shape != tokens.shape[:2]:
+                raise ValueError("noise must be (B, N)")
+            if mask_ratio < 0 or mask_ratio >= 1:
+                raise ValueError("mask_ratio must be in [0, 1)")
+            n = tokens.shape[1]
+            keep = max(1, int(n * (1 - mask_ratio) + 0.5))
+            order = noise.argsort(dim=-1)
+            restore = order.argsort(dim=-1)
+            visible = torch.stack([t[o[:keep]] for t, o in zip(tokens, order)])
+            return visible, restore >= keep, restore
+
+        def masked_patch_loss(pred, images, mask, patch_size, norm_pix=True, eps=1e-6):
+            if images.shape[-1] % patch_size or images.shape[-2] % patch_size:
+                raise ValueError("image size")
+            target = rearrange(images, "b c (h p) (w q) -> b (h w) (c p q)", p=patch_size, q=patch_size)
+            if target.shape != pred.shape or mask.sum() == 0:
+                raise ValueError("pred shape or empty mask")
+            if norm_pix:
+                var, mean = torch.var_mean(target, dim=-1, keepdim=True, correction=1)
+                target = (target - mean) * torch.rsqrt(var + eps)
+            errors = (pred - target).pow(2).mean(-1)
+            weights = mask.to(pred.dtype)
+            return torch.einsum("bn,bn->", errors, weights) / weights.sum()
+    """,
 }
 
 
@@ -820,6 +884,37 @@ WRONG = {
             return kernels.unflatten(-1, (new_size, new_size)).to(weight.dtype)
         """,
         {"test_rejects_what_is_not_square_kernels"},
+    ),
+    # MAE's released code returns the mask as floats (0 kept, 1 hidden); the contract asks for bool
+    "14_masking/float_mask": (
+        """
+        import torch
+
+        def shuffle_mask(tokens, noise, mask_ratio):
+            if not 0 <= mask_ratio < 1 or noise.shape != tokens.shape[:2]:
+                raise ValueError("bad mask_ratio or noise")
+            b, n, d = tokens.shape
+            keep = max(1, round(n * (1 - mask_ratio)))
+            shuffle = noise.argsort(1)
+            restore = shuffle.argsort(1)
+            mask = torch.ones(b, n)
+            mask[:, :keep] = 0
+            return tokens.gather(1, shuffle[:, :keep, None].expand(-1, -1, d)), mask.gather(1, restore), restore
+        """,
+        {"test_shuffled_visible_mask_and_restore", "test_nothing_hidden_in_float64", "test_one_patch_kept"},
+    ),
+    # float64 answered in float32, and no check of pred's shape
+    "14_masking/float32_loss_no_checks": (
+        """
+        import torch.nn.functional as F
+
+        def masked_patch_loss(pred, images, mask, patch_size, norm_pix=True, eps=1e-6):
+            target = F.unfold(images.float(), patch_size, stride=patch_size).transpose(1, 2)
+            if norm_pix:
+                target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + eps).sqrt()
+            return ((pred.float() - target) ** 2).mean(-1)[mask].mean()
+        """,
+        {"test_flat_patches_another_eps_float64", "test_rejects_bad_shapes_and_nothing_hidden"},
     ),
     # rows in the first half, columns in the second (the convention swapped)
     "05_positions/column_major_tokens": (

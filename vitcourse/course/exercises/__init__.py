@@ -14,6 +14,7 @@ from . import (
     attention,
     blocks,
     distillation,
+    masking,
     memory,
     mhsa,
     patch_snr,
@@ -24,7 +25,7 @@ from . import (
 
 __all__ = ["CONTRACTS", "contract_for"]
 
-CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution)}
+CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, masking)}
 
 
 def contract_for(name: str) -> Contract | None:
