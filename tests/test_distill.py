@@ -72,6 +72,46 @@ def test_soft_term_is_batchmean_divided_by_classes():
     assert soft_only.item() == pytest.approx(batchmean.item() / classes, rel=1e-12)
 
 
+@pytest.mark.parametrize("tau", [1.0, 3.0])
+def test_batchmean_soft_term_is_the_kl_per_image(tau):
+    # Independent reference: the KL divergence of each image's two distributions, written out
+    # in float64 numpy, averaged over the batch (the paper's formula, K times DeiT's code's term).
+    g = torch.Generator().manual_seed(2)
+    batch, classes, alpha = 6, 10, 0.1
+    cls, dist, teacher = (3 * torch.randn(batch, classes, generator=g, dtype=torch.float64) for _ in range(3))
+    labels = torch.randint(0, classes, (batch,), generator=g)
+    log_s, log_t = _log_softmax64(dist.numpy() / tau), _log_softmax64(teacher.numpy() / tau)
+    kl_per_image = (np.exp(log_t) * (log_t - log_s)).sum(axis=1)
+    base = _reference(cls.numpy(), dist.numpy(), teacher.numpy(), labels.numpy(), "none", alpha, tau)
+    expected = (1 - alpha) * base + alpha * tau * tau * kl_per_image.mean()
+    ours = distillation_loss(cls, dist, teacher, labels, kind="soft", alpha=alpha, tau=tau, kl_reduction="batchmean")
+    assert ours.item() == pytest.approx(expected, rel=1e-12)
+    numel = distillation_loss(cls, dist, teacher, labels, kind="soft", alpha=1.0, tau=tau)
+    assert numel.item() == pytest.approx(tau * tau * kl_per_image.mean() / classes, rel=1e-12)
+    with pytest.raises(ValueError, match="kl_reduction"):
+        distillation_loss(cls, dist, teacher, labels, kind="soft", kl_reduction="mean")
+
+
+def test_fit_passes_kl_reduction_to_the_loss():
+    # One step of soft distillation with a teacher that disagrees with the labels: the two
+    # reductions weigh the teacher differently, so the trained weights differ.
+    from vitcourse.training.loop import fit
+
+    g = torch.Generator().manual_seed(3)
+    images, labels = torch.randn(8, 1, 4, 4, generator=g), torch.randint(0, 3, (8,), generator=g)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    weights = {}
+    for reduction in ("numel", "batchmean"):
+        torch.manual_seed(0)
+        student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+        fit(student, (images, labels), epochs=1, batch_size=8, lr=0.1, warmup_epochs=0, teacher=teacher,
+            distillation="soft", alpha=0.5, tau=3.0, kl_reduction=reduction, progress=False, grad_clip=None)
+        weights[reduction] = student[1].weight.detach().clone()
+    assert not torch.allclose(weights["numel"], weights["batchmean"])
+    with pytest.raises(ValueError, match="kl_reduction"):
+        fit(student, (images, labels), epochs=1, teacher=teacher, distillation="soft", kl_reduction="sum", progress=False)
+
+
 def test_teacher_gets_no_gradient_and_student_does():
     cls = torch.randn(4, 3, requires_grad=True)
     dist = torch.randn(4, 3, requires_grad=True)

@@ -251,6 +251,7 @@ def fit(
     distillation: str = "hard",
     alpha: float = 0.5,
     tau: float = 1.0,
+    kl_reduction: str = "numel",
     device=None,
     amp: bool | None = None,
     seed: int = 0,
@@ -278,7 +279,7 @@ def fit(
         augment: see :class:`~vitcourse.data.pipeline.Batches` (e.g. ``{"shift": 1, "rotate": 10}``).
         eval_data: evaluated after every epoch (``test_loss``, ``test_accuracy`` in the history).
         teacher: a trained model whose outputs supervise the student (kept in eval mode, run
-            without gradients); ``distillation``, ``alpha``, ``tau`` as in
+            without gradients); ``distillation``, ``alpha``, ``tau``, ``kl_reduction`` as in
             :func:`vitcourse.training.losses.distillation_loss`. A student that returns one
             tensor is distilled through that single head (classic knowledge distillation); a
             distilled ViT's second head takes the teacher's signal (DeiT).
@@ -311,7 +312,7 @@ def fit(
         label_smoothing=label_smoothing, grad_clip=grad_clip, seed=seed, callback=callback,
         checkpoint=checkpoint, resume=resume,
     )  # fmt: skip
-    objective = Objective(label_smoothing, teacher, distillation, alpha, tau)
+    objective = Objective(label_smoothing, teacher, distillation, alpha, tau, kl_reduction)
     placed = resolve_device(device) or model_device(model)
     with num_threads(choose_threads(model, placed, cpu_threads)):
         is_dist, rank, world = distributed_setup(distributed)

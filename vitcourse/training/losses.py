@@ -20,14 +20,19 @@ import torch.nn.functional as F
 
 from ..validation import check_class_labels, check_finite_positive, check_real, check_tensor
 
-__all__ = ["Objective", "distillation_loss", "contrastive_loss", "DISTILLATION_KINDS"]
+__all__ = ["Objective", "distillation_loss", "contrastive_loss", "DISTILLATION_KINDS", "KL_REDUCTIONS"]
 
 DISTILLATION_KINDS = ("none", "soft", "hard")
+# What the soft term's summed KL is divided by: "numel" = B * K, as DeiT's released code does;
+# "batchmean" = B, the KL per image of the paper's formula (and of Hinton et al.), K times larger.
+KL_REDUCTIONS = ("numel", "batchmean")
 
 
-def _check_distillation_args(kind, alpha, tau) -> None:
+def _check_distillation_args(kind, alpha, tau, kl_reduction="numel") -> None:
     if kind not in DISTILLATION_KINDS:
         raise ValueError(f"kind must be one of {DISTILLATION_KINDS}, got {kind!r}")
+    if kl_reduction not in KL_REDUCTIONS:
+        raise ValueError(f"kl_reduction must be one of {KL_REDUCTIONS}, got {kl_reduction!r}")
     check_real(alpha, "alpha", "a number in [0, 1]", lambda v: 0 <= v <= 1)
     check_real(tau, "tau", "a positive number", lambda v: v > 0)
 
@@ -63,6 +68,7 @@ def distillation_loss(
     alpha: float = 0.5,
     tau: float = 1.0,
     label_smoothing: float = 0.0,
+    kl_reduction: str = "numel",
 ) -> torch.Tensor:
     """DeiT's distillation objective, a scalar.
 
@@ -76,6 +82,9 @@ def distillation_loss(
         alpha: weight of the distillation term.
         tau: temperature of the soft term.
         label_smoothing: of the base cross-entropy (DeiT trains with 0.1).
+        kl_reduction: what the soft term's summed KL is divided by: ``'numel'`` (``B * K``, as
+            DeiT's released code) or ``'batchmean'`` (``B``: the KL per image, as in the paper's
+            formula and Hinton et al.).
 
     The formulas, with ``base = CE(cls_logits, labels)``:
 
@@ -84,12 +93,12 @@ def distillation_loss(
       log_softmax(t / tau), reduction='sum', log_target=True)``). Since ``batchmean`` divides
       the same sum by ``B``, DeiT's soft term equals the ``batchmean`` KL divided by the number
       of classes ``K`` (times ``tau**2``): at equal ``alpha`` it weighs the teacher ``K`` times
-      less than a ``batchmean`` KL would.
+      less than a ``batchmean`` KL would. ``kl_reduction='batchmean'`` divides by ``B`` instead.
     - hard: ``CE(dist_logits, argmax(teacher_logits))``.
     - the loss: ``(1 - alpha) * base + alpha * distillation``; ``'none'`` returns ``base``.
     """
     _check_distillation_inputs(cls_logits, dist_logits, teacher_logits, labels, kind, label_smoothing)
-    _check_distillation_args(kind, alpha, tau)
+    _check_distillation_args(kind, alpha, tau, kl_reduction)
     base = F.cross_entropy(cls_logits, labels, label_smoothing=label_smoothing)
     if kind == "none":
         return base
@@ -103,7 +112,7 @@ def distillation_loss(
                 log_target=True,
             )
             * (tau * tau)
-            / dist_logits.numel()
+            / (dist_logits.numel() if kl_reduction == "numel" else dist_logits.shape[0])
         )
     else:
         distill = F.cross_entropy(dist_logits, teacher_logits.argmax(dim=1))
@@ -149,11 +158,12 @@ class Objective:
     distillation: str = "hard"
     alpha: float = 0.5
     tau: float = 1.0
+    kl_reduction: str = "numel"
 
     def __post_init__(self):
         if self.teacher is not None and not isinstance(self.teacher, nn.Module):
             raise TypeError(f"teacher must be a torch.nn.Module or None, got {type(self.teacher).__name__}")
-        _check_distillation_args(self.distillation, self.alpha, self.tau)
+        _check_distillation_args(self.distillation, self.alpha, self.tau, self.kl_reduction)
 
     def __call__(
         self,
@@ -178,6 +188,7 @@ class Objective:
                 alpha=self.alpha,
                 tau=self.tau,
                 label_smoothing=smoothing,
+                kl_reduction=self.kl_reduction,
             )
         if dist_logits is not None:
             # A distilled ViT trained without a teacher: both heads learn the labels.
