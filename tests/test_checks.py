@@ -22,12 +22,14 @@ from vitcourse.course.exercises import (
     attention,
     blocks,
     distillation,
+    masking,
     memory,
     mhsa,
     patch_snr,
     patches,
     positions,
     resolution,
+    rollout,
 )
 
 REFERENCES = {
@@ -40,7 +42,7 @@ REFERENCES = {
     "merge_attention": attention.merge_attention,
     "GroupedQueryAttention": mhsa.GroupedQueryAttention,
     "rope_2d": positions.rope_2d,
-    "attention_rollout": vitcourse.attention_rollout,
+    "gradient_rollout": rollout.gradient_rollout,
     "same_object_mask": reference_same_object_mask,
     "count_objects": reference_count_objects,
     "mhsa_macs": vitcourse.mhsa_macs,
@@ -48,6 +50,8 @@ REFERENCES = {
     "windowed_map_bytes": memory.windowed_map_bytes,
     "largest_square_grid": memory.largest_square_grid,
     "ParallelBlock": blocks.ParallelBlock,
+    "shuffle_mask": masking.shuffle_mask,
+    "masked_patch_loss": masking.masked_patch_loss,
     "resize_matrix": resolution.resize_matrix,
     "pi_resize_patch_weight": resolution.pi_resize_patch_weight,
 }
@@ -108,9 +112,9 @@ def test_hand_written_checks_take_what_the_grader_would_receive(capsys):
         pass
 
     assert check("mhsa_macs", vitcourse.mhsa_macs) is True
-    assert check("attention_rollout", lambda *a, **k: torch.nn.Parameter(vitcourse.attention_rollout(*a, **k))) is True
+    assert check("gradient_rollout", lambda *a: torch.nn.Parameter(rollout.gradient_rollout(*a))) is True
     capsys.readouterr()
-    assert check("attention_rollout", lambda *a, **k: vitcourse.attention_rollout(*a, **k).as_subclass(Sub)) is False
+    assert check("gradient_rollout", lambda *a: rollout.gradient_rollout(*a).as_subclass(Sub)) is False
     assert "your code returned a tensor subclass" in capsys.readouterr().out
 
 

@@ -236,6 +236,26 @@ OTHER_WRONG = {
                 raise TypeError("not today")
         """,
     },
+    "06_rollout": {
+        "returns_a_list": """
+            def gradient_rollout(attentions, gradients):
+                r = torch.eye(attentions[0].shape[-1]).expand(attentions[0].shape[0], -1, -1)
+                for a, g in zip(attentions, gradients):
+                    r = r + (g * a).clamp(min=0).mean(1) @ r
+                return [r]
+        """,
+        "no_validation_and_float32": """
+            def gradient_rollout(attentions, gradients):
+                r = torch.eye(attentions[0].shape[-1]).expand(attentions[0].shape[0], -1, -1)
+                for a, g in zip(attentions, gradients):
+                    r = r + (g * a).float().clamp(min=0).mean(1) @ r
+                return r
+        """,
+        "raises_type_error": """
+            def gradient_rollout(attentions, gradients):
+                raise TypeError("not today")
+        """,
+    },
     "10_blocks": {
         "not_a_module": """
             class ParallelBlock:

@@ -288,22 +288,32 @@ CORRECT = {
                     outs.append(scores.softmax(-1) @ vh)
                 return self.proj(torch.cat(outs, dim=-1))
     """,
-    "06_rollout/loops_float64": """
+    "06_rollout/product_of_factors_float64": """
         import torch
 
-        def attention_rollout(attentions, residual_weight=0.5):
-            if not attentions:
-                raise ValueError("no layers")
-            if residual_weight < 0 or residual_weight >= 1:
-                raise ValueError("residual_weight must be in [0, 1)")
-            dtype = attentions[0].dtype
-            result = None
-            for a in attentions:
-                a = a.double().mean(dim=1)
-                a = (1 - residual_weight) * a + residual_weight * torch.eye(a.shape[-1], dtype=torch.float64)
-                a = a / a.sum(dim=-1, keepdim=True)
-                result = a if result is None else torch.bmm(a, result)
-            return result.to(dtype)
+        def gradient_rollout(attentions, gradients):
+            if len(attentions) < 1 or len(gradients) != len(attentions):
+                raise ValueError("one gradient per map, at least one layer")
+            n = attentions[0].shape[-1]
+            total = torch.eye(n, dtype=torch.float64)
+            for a, g in zip(attentions, gradients):
+                e = torch.einsum("bhij->bij", (a.double() * g.double()).clamp_min(0)) / a.shape[1]
+                total = (torch.eye(n, dtype=torch.float64) + e) @ total   # (I + E_l) on the left
+            return total.to(attentions[0].dtype)
+    """,
+    "06_rollout/heads_in_a_loop": """
+        import torch
+
+        def gradient_rollout(attentions, gradients):
+            if not attentions or len(attentions) != len(gradients):
+                raise ValueError("bad layers")
+            r = None
+            for a, g in zip(attentions, gradients):
+                heads = a.shape[1]
+                e = sum(torch.where(a[:, h] * g[:, h] > 0, a[:, h] * g[:, h], torch.zeros_like(a[:, h]))
+                        for h in range(heads)) / heads
+                r = torch.eye(a.shape[-1], dtype=a.dtype) + e if r is None else r + torch.bmm(e, r)
+            return r
     """,
     "07_long_range/unique": """
         import torch
@@ -755,22 +765,21 @@ WRONG = {
         """,
         {"test_grouped_forward", "test_multi_query_forward", "test_one_group_per_head"},
     ),
-    # rollout multiplied in the wrong order (first layer on the left)
-    "06_rollout/wrong_order": (
+    # |G * A| instead of its positive part: what lowers the class counts as relevant too
+    "06_rollout/absolute_value": (
         """
         import torch
 
-        def attention_rollout(attentions, residual_weight=0.5):
-            if not attentions or not 0 <= residual_weight < 1:
-                raise ValueError("bad input")
-            result = None
-            for a in attentions:
-                a = (1 - residual_weight) * a.mean(1) + residual_weight * torch.eye(a.shape[-1], dtype=a.dtype)
-                a = a / a.sum(-1, keepdim=True)
-                result = a if result is None else result @ a
-            return result
+        def gradient_rollout(attentions, gradients):
+            if not attentions or len(attentions) != len(gradients):
+                raise ValueError("bad layers")
+            b, _, n, _ = attentions[0].shape
+            r = torch.eye(n, dtype=attentions[0].dtype).repeat(b, 1, 1)
+            for a, g in zip(attentions, gradients):
+                r = r + (g * a).abs().mean(1) @ r
+            return r
         """,
-        {"test_random_layers_default_weight", "test_plain_product", "test_random_residual_weight", "test_keeps_float64"},
+        {"test_random_layers", "test_two_layers_in_float64", "test_one_layer", "test_gradients_that_lower_the_class"},
     ),
     # counts tokens of objects instead of objects
     "07_long_range/counts_tokens": (

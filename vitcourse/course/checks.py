@@ -144,27 +144,6 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _random_attentions(g, depth, batch, heads, n):
-    return [torch.randn(batch, heads, n, n, generator=g).softmax(-1) for _ in range(depth)]
-
-
-def _check_rollout(c: _Checker, fn) -> None:
-    from ..analysis.attention import attention_rollout as ref
-
-    g = _gen(6)
-    attentions = _random_attentions(g, 3, 2, 2, 4)
-    for w in (0.5, 0.0, 0.25):
-        label = f"attention_rollout(3 layers of (2, 2, 4, 4), residual_weight={w})"
-        done, got = c.run(label, lambda w=w: fn(attentions, residual_weight=w))
-        if done:
-            c.tensor(label, got, ref(attentions, residual_weight=w))
-    one = _random_attentions(g, 1, 1, 3, 5)
-    label = "attention_rollout(1 layer of (1, 3, 5, 5))"
-    done, got = c.run(label, lambda: fn(one))
-    if done:
-        c.tensor(label, got, ref(one))
-
-
 def _example_ids() -> torch.Tensor:
     # Two images of 8 tokens; objects split into two far-apart halves share an identifier.
     return torch.tensor([[1, 0, 2, 0, 0, 1, 0, 2], [0, 3, 0, 0, 0, 0, 3, 5]], dtype=torch.int64)
@@ -207,7 +186,6 @@ def _check_crossover(c: _Checker, fn) -> None:
 
 
 _CHECKS = {
-    "attention_rollout": _check_rollout,
     "same_object_mask": _check_same_object_mask,
     "count_objects": _check_count_objects,
     "mhsa_macs": _check_mhsa_macs,

@@ -21,11 +21,12 @@ from . import (
     patches,
     positions,
     resolution,
+    rollout,
 )
 
 __all__ = ["CONTRACTS", "contract_for"]
 
-CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, masking)}
+CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, masking, rollout)}
 
 
 def contract_for(name: str) -> Contract | None:
