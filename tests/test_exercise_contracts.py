@@ -349,6 +349,26 @@ OTHER_WRONG = {
                 return [weight]
         """,
     },
+    "15_contrastive": {
+        "python_float": """
+            def multi_positive_clip_loss(image_emb, text_emb, labels, log_scale):
+                z = F.normalize(image_emb, dim=1) @ F.normalize(text_emb, dim=1).T * math.exp(float(log_scale))
+                return F.cross_entropy(z, torch.arange(len(z))).item()
+        """,
+        "always_float32": """
+            def sigmoid_pair_loss(image_emb, text_emb, labels, log_scale, bias):
+                if image_emb.dim() != 2 or image_emb.shape != text_emb.shape or labels.shape != image_emb.shape[:1]:
+                    raise ValueError("bad shapes")
+                x, y = F.normalize(image_emb.float(), dim=1), F.normalize(text_emb.float(), dim=1)
+                z = math.exp(float(log_scale)) * (x @ y.T) + float(bias)
+                sign = (labels[:, None] == labels[None]).float() * 2 - 1
+                return -F.logsigmoid(sign * z).sum() / len(z)
+        """,
+        "raises_type_error": """
+            def sigmoid_pair_loss(image_emb, text_emb, labels, log_scale, bias):
+                raise TypeError("not today")
+        """,
+    },
 }
 
 

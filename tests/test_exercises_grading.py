@@ -58,7 +58,10 @@ def _report(results) -> str:
 
 
 def test_every_exercise_has_hidden_tests():
-    assert len(EXERCISES) == 13
+    import re
+
+    toc = re.findall(r"file: exercises/(\d\d_\w+)", (ROOT / "_toc.yml").read_text())
+    assert EXERCISES == sorted(toc)  # every exercise is in the book, and nothing else is listed
     for exercise in EXERCISES:
         assert (HIDDEN / f"test_{exercise}.py").is_file(), exercise
         assert (ROOT / "exercises" / f"{exercise}.ipynb").is_file(), exercise
@@ -624,6 +627,61 @@ CORRECT = {
             weights = mask.to(pred.dtype)
             return torch.einsum("bn,bn->", errors, weights) / weights.sum()
     """,
+    "15_contrastive/loops_in_float64": """
+        import math
+        import torch
+        import torch.nn.functional as F
+
+        def multi_positive_clip_loss(image_emb, text_emb, labels, log_scale):
+            if image_emb.ndim != 2 or image_emb.shape != text_emb.shape or labels.shape != (image_emb.shape[0],):
+                raise ValueError("embeddings must be (B, E) and labels (B,)")
+            x = image_emb.double() / image_emb.double().norm(dim=1, keepdim=True)
+            y = text_emb.double() / text_emb.double().norm(dim=1, keepdim=True)
+            s = torch.minimum(torch.as_tensor(log_scale, dtype=torch.float64).exp(), torch.tensor(100.0, dtype=torch.float64))
+            z = s * (x @ y.T)
+            n = len(labels)
+            total = torch.zeros((), dtype=torch.float64)
+            for i in range(n):
+                pos = (labels == labels[i]).nonzero().flatten()
+                total = total - torch.log_softmax(z[i], 0)[pos].mean() - torch.log_softmax(z[:, i], 0)[pos].mean()
+            return (total / (2 * n)).to(image_emb.dtype)
+
+        def sigmoid_pair_loss(image_emb, text_emb, labels, log_scale, bias):
+            if image_emb.ndim != 2 or image_emb.shape != text_emb.shape or labels.shape != (image_emb.shape[0],):
+                raise ValueError("embeddings must be (B, E) and labels (B,)")
+            cos = F.cosine_similarity(image_emb[:, None], text_emb[None], dim=-1)
+            z = torch.exp(torch.as_tensor(log_scale, dtype=image_emb.dtype)) * cos + bias
+            match = (labels[:, None] == labels[None]).to(z.dtype)
+            # log sigmoid(+-z) is the binary cross-entropy with 0/1 targets
+            return F.binary_cross_entropy_with_logits(z, match, reduction="sum") / len(labels)
+    """,
+    "15_contrastive/logsumexp_and_softplus": """
+        import math
+        import torch
+        import torch.nn.functional as F
+
+        def _check(image_emb, text_emb, labels):
+            if image_emb.dim() != 2 or tuple(text_emb.shape) != tuple(image_emb.shape) or labels.numel() != len(image_emb) or labels.dim() != 1:
+                raise ValueError("bad shapes")
+
+        def multi_positive_clip_loss(image_emb, text_emb, labels, log_scale):
+            _check(image_emb, text_emb, labels)
+            a, b = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
+            z = torch.as_tensor(log_scale).to(a).clamp(max=math.log(100)).exp() * a @ b.T
+            pos = (labels[:, None] == labels[None]).to(z.dtype)
+            k = pos.sum(1)
+            # a cross-entropy with a uniform target over P: logsumexp minus the mean positive logit
+            rows = z.logsumexp(1) - (z * pos).sum(1) / k
+            cols = z.logsumexp(0) - (z * pos).sum(0) / k
+            return (rows.mean() + cols.mean()) / 2
+
+        def sigmoid_pair_loss(image_emb, text_emb, labels, log_scale, bias):
+            _check(image_emb, text_emb, labels)
+            a, b = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
+            z = torch.as_tensor(log_scale).to(a).exp() * (a @ b.T) + torch.as_tensor(bias).to(a)
+            sign = 1 - 2 * (labels[:, None] != labels[None]).to(z.dtype)
+            return F.softplus(-sign * z).sum() / z.shape[0]
+    """,
 }
 
 
@@ -960,6 +1018,39 @@ WRONG = {
             return 2 * dim
         """,
         {"test_macs_random", "test_macs_huge_exact", "test_crossover_random"},
+    ),
+    # SupCon's "in" form: the log of the summed probability of the positives, not the mean of their logs
+    "15_contrastive/pooled_positives": (
+        """
+        import math
+        import torch
+        import torch.nn.functional as F
+
+        def multi_positive_clip_loss(image_emb, text_emb, labels, log_scale):
+            if image_emb.dim() != 2 or image_emb.shape != text_emb.shape or labels.shape != image_emb.shape[:1]:
+                raise ValueError("bad shapes")
+            z = torch.as_tensor(log_scale).to(image_emb).clamp(max=math.log(100)).exp() * (
+                F.normalize(image_emb, dim=1) @ F.normalize(text_emb, dim=1).T)
+            pos = labels[:, None] == labels[None]
+            k = pos.sum(1).to(z.dtype)
+            rows = -(z.softmax(1) * pos).sum(1).div(k).log()
+            cols = -(z.softmax(0) * pos).sum(0).div(k).log()
+            return (rows.mean() + cols.mean()) / 2
+        """,
+        {"test_repeated_labels", "test_scale_capped_at_100", "test_float64_and_tensor_scale"},
+    ),
+    # right for matching inputs, but torch's own shape errors instead of ValueError
+    "15_contrastive/no_validation": (
+        """
+        import torch
+        import torch.nn.functional as F
+
+        def sigmoid_pair_loss(image_emb, text_emb, labels, log_scale, bias):
+            z = torch.as_tensor(log_scale).exp() * (F.normalize(image_emb, dim=1) @ F.normalize(text_emb, dim=1).T) + bias
+            sign = (labels[:, None] == labels[None]).to(z.dtype) * 2 - 1
+            return -F.logsigmoid(sign * z).sum() / len(z)
+        """,
+        {"test_sigmoid_rejects_mismatched_inputs"},
     ),
 }
 

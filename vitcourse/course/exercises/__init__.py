@@ -13,6 +13,7 @@ from ..contracts import Contract
 from . import (
     attention,
     blocks,
+    contrastive,
     distillation,
     masking,
     memory,
@@ -26,7 +27,7 @@ from . import (
 
 __all__ = ["CONTRACTS", "contract_for"]
 
-CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, masking, rollout)}
+CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, masking, rollout, contrastive)}
 
 
 def contract_for(name: str) -> Contract | None:
