@@ -5,7 +5,8 @@
 * :func:`write_hub_cache` writes a Hugging Face hub cache holding the checkpoints the pretrained
   page downloads, or any timm models under their pretrained tags (DINOv2, CLIP, MAE... for
   tests/test_families.py), with random weights; :func:`write_clip_repo` adds the whole CLIP
-  (both towers, tokenizer, preprocessing) that the multimodal page loads with transformers.
+  (both towers, tokenizer, preprocessing) that the multimodal page loads with transformers, and
+  :func:`write_mae_repo` MAE's encoder and decoder for the masked-pretraining page.
   With ``HF_HOME`` pointing at it and ``HF_HUB_OFFLINE=1`` (:func:`hub_environment`),
   ``timm.create_model(name, pretrained=True)``, ``ViTForImageClassification.from_pretrained(repo)``
   and ``CLIPModel.from_pretrained(repo)`` run their real loading code and find the files in the
@@ -148,6 +149,32 @@ def write_clip_repo(home: str | os.PathLike, repo_id: str = CLIP_CHECKPOINT, see
     snapshot = Path(home) / "hub" / ("models--" + repo_id.replace("/", "--")) / "snapshots" / _COMMIT
     model.save_pretrained(snapshot)
     processor.save_pretrained(snapshot)
+    return Path(home)
+
+
+MAE_CHECKPOINT = "facebook/vit-mae-base"  # what the masked-pretraining page loads via transformers
+
+
+def write_mae_repo(home: str | os.PathLike, repo_id: str = MAE_CHECKPOINT, seed: int = 0) -> Path:
+    """Write a tiny random MAE, encoder and decoder, as ``repo_id`` into the hub cache under
+    ``home``; return ``home``.
+
+    ``ViTMAEForPreTraining.from_pretrained(repo_id)`` then loads it offline from what
+    ``save_pretrained`` writes (``config.json``, ``model.safetensors``). The layout is the real
+    checkpoint's (224 px, patch 16, 75% of the patches hidden, pixel targets, ``layer_norm_eps``
+    1e-12 as the hub's config says) at a small width: an encoder of two blocks of width 64, a
+    decoder of one block of width 32. A page that loads it can tell by its size.
+    """
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+    config = ViTMAEConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+                          decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=4,
+                          decoder_intermediate_size=128, image_size=224, patch_size=16, mask_ratio=0.75,
+                          norm_pix_loss=False, layer_norm_eps=1e-12)
+    torch.manual_seed(seed)
+    model = ViTMAEForPreTraining(config)
+    _write_repo(Path(home) / "hub", repo_id, {})
+    model.save_pretrained(Path(home) / "hub" / ("models--" + repo_id.replace("/", "--")) / "snapshots" / _COMMIT)
     return Path(home)
 
 

@@ -33,7 +33,13 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from tests.stand_ins import hub_environment, write_cifar10, write_clip_repo, write_hub_cache
+from tests.stand_ins import (
+    hub_environment,
+    write_cifar10,
+    write_clip_repo,
+    write_hub_cache,
+    write_mae_repo,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
@@ -89,10 +95,15 @@ def _clip(folder: Path) -> dict[str, str]:
     return hub_environment(write_clip_repo(folder / "hf_home"))
 
 
+def _mae(folder: Path) -> dict[str, str]:
+    return hub_environment(write_mae_repo(folder / "hf_home"))
+
+
 # notebook (relative to chapters/) -> writes its stand-ins into the scratch folder, returns env vars
 STAND_INS: dict[str, Callable[[Path], dict[str, str]]] = {
     "03_hands_on/01_training_from_scratch.ipynb": _cifar10,
     "03_hands_on/04_pretrained.ipynb": _hub,
+    "02_applications/02_masked_pretraining.ipynb": _mae,
     "02_applications/04_multimodal.ipynb": _clip,
     "01_principles/02_self_attention.ipynb": _dino,
 }

@@ -119,3 +119,29 @@ def test_the_clip_stand_in_loads_offline_as_the_multimodal_page_loads_it(tmp_pat
 @pytest.mark.parametrize("path,switch", RUNS, ids=[f"{path.relative_to(CHAPTERS).as_posix()}:{switch}" for path, switch in RUNS])
 def test_switched_path_runs(path, switch, tmp_path):
     run_switched(path, tmp_path, switch=switch)  # fails with CellExecutionError: the failing cell and its traceback
+
+
+MAE_CHECK = """
+import json, sys
+from transformers import ViTMAEForPreTraining
+model = ViTMAEForPreTraining.from_pretrained(sys.argv[1], layer_norm_eps=1e-6)
+config = model.config
+print(json.dumps({"eps": [m.eps for m in model.modules() if hasattr(m, "eps")], "ratio": config.mask_ratio,
+                  "patch": config.patch_size, "size": config.image_size, "norm_pix": config.norm_pix_loss,
+                  "decoder": sorted({key.split(".")[0] for key in model.state_dict()})}))
+"""
+
+
+def test_the_mae_stand_in_loads_offline_as_the_masked_pretraining_page_loads_it(tmp_path):
+    # The page overrides the hub config's LayerNorm eps (1e-12) with MAE's 1e-6: every LayerNorm,
+    # encoder and decoder, must get it, or its comparison with the course's model would not hold.
+    from tests.stand_ins import MAE_CHECKPOINT, hub_environment, write_mae_repo
+
+    env = {**os.environ, **hub_environment(write_mae_repo(tmp_path))}
+    result = subprocess.run([sys.executable, "-c", MAE_CHECK, MAE_CHECKPOINT], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(found["eps"]) == 2 * 2 + 1 + 2 * 1 + 1 and set(found["eps"]) == {1e-6}  # encoder, decoder norms
+    assert (found["ratio"], found["patch"], found["size"], found["norm_pix"]) == (0.75, 16, 224, False)
+    assert found["decoder"] == ["decoder", "vit"]  # the encoder and the pixel decoder
