@@ -301,6 +301,28 @@ OTHER_WRONG = {
                 return (F.one_hot(labels, num_classes).float(),)
         """,
     },
+    "13_segmentation": {
+        "numpy_logits": """
+            def upsampled_logits(tokens, weight, bias, grid_size, image_size):
+                grid = F.linear(tokens, weight, bias).transpose(1, 2).reshape(len(tokens), -1, *grid_size)
+                return F.interpolate(grid, size=tuple(image_size), mode="bilinear").numpy()
+        """,
+        "channels_last_logits": """
+            def upsampled_logits(tokens, weight, bias, grid_size, image_size):
+                if tokens.shape[1] != grid_size[0] * grid_size[1] or weight.shape[1] != tokens.shape[2]:
+                    raise ValueError("bad")
+                grid = F.linear(tokens, weight, bias).transpose(1, 2).reshape(len(tokens), -1, *grid_size)
+                return F.interpolate(grid, size=tuple(image_size), mode="bilinear").permute(0, 2, 3, 1)
+        """,
+        "returns_only_the_mean": """
+            def mean_iou_ignoring(pred, target, num_classes, ignore_index=255):
+                return 0.5
+        """,
+        "raises_type_error": """
+            def mean_iou_ignoring(pred, target, num_classes, ignore_index=255):
+                raise TypeError("not today")
+        """,
+    },
     "14_masking": {
         "returns_a_pair": """
             def shuffle_mask(tokens, noise, mask_ratio):

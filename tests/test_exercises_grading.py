@@ -563,6 +563,64 @@ CORRECT = {
             kernels = weight.flatten(2) @ torch.linalg.pinv(b)
             return kernels.unflatten(2, (new_size, new_size))
     """,
+    "13_segmentation/einops_and_confusion_matrix": """
+        import torch
+        import torch.nn.functional as F
+        from einops import rearrange
+
+        def upsampled_logits(tokens, weight, bias, grid_size, image_size):
+            rows, cols = grid_size
+            if tokens.shape[1] != rows * cols or weight.shape[-1] != tokens.shape[-1] or bias.shape != weight.shape[:1]:
+                raise ValueError("grid or classifier does not fit the tokens")
+            logits = torch.einsum("bnd,kd->bnk", tokens, weight) + bias
+            grid = rearrange(logits, "b (h w) k -> b k h w", h=rows, w=cols)
+            return F.interpolate(grid, size=image_size, mode="bilinear")
+
+        def mean_iou_ignoring(pred, target, num_classes, ignore_index=255):
+            if pred.shape != target.shape:
+                raise ValueError("shapes differ")
+            keep = target != ignore_index
+            p, t = pred[keep], target[keep]
+            if p.numel() and (min(p.min(), t.min()) < 0 or max(p.max(), t.max()) >= num_classes):
+                raise ValueError("label out of range")
+            confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+            confusion.index_put_((t, p), torch.ones(len(t), dtype=torch.float64), accumulate=True)
+            hits = confusion.diagonal()
+            union = confusion.sum(0) + confusion.sum(1) - hits
+            iou = hits / union  # 0 / 0 is nan: the class is absent from both
+            return float(torch.nanmean(iou)), iou
+    """,
+    "13_segmentation/resize_features_first_and_sets": """
+        import math
+        import torch
+        import torch.nn.functional as F
+
+        def upsampled_logits(tokens, weight, bias, grid_size, image_size):
+            b, n, d = tokens.shape
+            if n != grid_size[0] * grid_size[1]:
+                raise ValueError("the grid does not hold the tokens")
+            if weight.shape[1] != d:
+                raise ValueError("weight width")
+            # bilinear resizing is linear: resize the features, then classify every pixel
+            features = tokens.transpose(1, 2).reshape(b, d, *grid_size).double()
+            features = F.interpolate(features, size=tuple(image_size), mode="bilinear", align_corners=False)
+            logits = torch.einsum("bdhw,kd->bkhw", features, weight.double()) + bias.double()[:, None, None]
+            return logits.to(tokens.dtype)
+
+        def mean_iou_ignoring(pred, target, num_classes, ignore_index=255):
+            if tuple(pred.shape) != tuple(target.shape):
+                raise ValueError("shapes differ")
+            pairs = [(int(p), int(t)) for p, t in zip(pred.flatten().tolist(), target.flatten().tolist()) if t != ignore_index]
+            if any(not (0 <= v < num_classes) for pair in pairs for v in pair):
+                raise ValueError("label out of range")
+            ious = []
+            for k in range(num_classes):
+                inter = sum(1 for p, t in pairs if p == k and t == k)
+                union = sum(1 for p, t in pairs if p == k or t == k)
+                ious.append(inter / union if union else math.nan)
+            present = [v for v in ious if not math.isnan(v)]
+            return sum(present) / len(present), torch.tensor(ious, dtype=torch.float64)
+    """,
     "14_masking/sort_and_scatter": """
         import torch
 
@@ -951,6 +1009,36 @@ WRONG = {
             return kernels.unflatten(-1, (new_size, new_size)).to(weight.dtype)
         """,
         {"test_rejects_what_is_not_square_kernels"},
+    ),
+    # the mean IoU handed back as a 0-d tensor, and no error for labels out of range
+    "13_segmentation/tensor_miou_no_checks": (
+        """
+        import torch
+
+        def mean_iou_ignoring(pred, target, num_classes, ignore_index=255):
+            keep = target != ignore_index
+            p, t = pred[keep], target[keep]
+            iou = torch.stack([((p == k) & (t == k)).sum() / ((p == k) | (t == k)).sum() for k in range(num_classes)])
+            iou = iou.double()
+            return iou.nanmean(), iou
+        """,
+        {"test_ignored_pixels_and_an_absent_class", "test_accumulated_over_the_batch",
+         "test_class_predicted_but_absent_scores_zero", "test_rejects_bad_labels_and_shapes"},
+    ),
+    # float64 tokens answered in float32
+    "13_segmentation/always_float32": (
+        """
+        import torch.nn.functional as F
+
+        def upsampled_logits(tokens, weight, bias, grid_size, image_size):
+            rows, cols = grid_size
+            if tokens.shape[1] != rows * cols or weight.shape[1] != tokens.shape[2]:
+                raise ValueError("bad grid or weight")
+            logits = F.linear(tokens.float(), weight.float(), bias.float())
+            grid = logits.transpose(1, 2).reshape(len(tokens), -1, rows, cols)
+            return F.interpolate(grid, size=tuple(image_size), mode="bilinear")
+        """,
+        {"test_any_image_size_in_float64"},
     ),
     # MAE's released code returns the mask as floats (0 kept, 1 hidden); the contract asks for bool
     "14_masking/float_mask": (

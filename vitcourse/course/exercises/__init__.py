@@ -22,12 +22,13 @@ from . import (
     patches,
     positions,
     resolution,
+    segmentation,
     rollout,
 )
 
 __all__ = ["CONTRACTS", "contract_for"]
 
-CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, masking, rollout, contrastive)}
+CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, segmentation, masking, rollout, contrastive)}
 
 
 def contract_for(name: str) -> Contract | None:
