@@ -34,7 +34,6 @@ MIN_LINE = 12  # characters: shorter lines ("return x", "else:") say nothing abo
 
 # (exercise, the answer's path) that pages still show, because the exercise still asks for it
 NOT_YET_CONVERTED = {
-    ("08_cost", "vitcourse.analysis.cost.mhsa_macs"),
 }
 
 

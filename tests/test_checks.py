@@ -21,6 +21,8 @@ from vitcourse.course.checks import (
 from vitcourse.course.exercises import (
     attention,
     blocks,
+    contrastive,
+    cost,
     distillation,
     masking,
     memory,
@@ -45,13 +47,14 @@ REFERENCES = {
     "gradient_rollout": rollout.gradient_rollout,
     "same_object_mask": reference_same_object_mask,
     "count_objects": reference_count_objects,
-    "mhsa_macs": vitcourse.mhsa_macs,
-    "attention_crossover": vitcourse.attention_crossover,
+    "vit_forward_flops": cost.vit_forward_flops,
     "windowed_map_bytes": memory.windowed_map_bytes,
     "largest_square_grid": memory.largest_square_grid,
     "ParallelBlock": blocks.ParallelBlock,
     "shuffle_mask": masking.shuffle_mask,
     "masked_patch_loss": masking.masked_patch_loss,
+    "multi_positive_clip_loss": contrastive.multi_positive_clip_loss,
+    "sigmoid_pair_loss": contrastive.sigmoid_pair_loss,
     "resize_matrix": resolution.resize_matrix,
     "pi_resize_patch_weight": resolution.pi_resize_patch_weight,
 }
@@ -101,7 +104,7 @@ def test_wrong_shape_dtype_and_type_are_named(capsys):
     assert "expected shape" in capsys.readouterr().out
     assert check("overlapping_patches", lambda images, p, s: patches.overlapping_patches(images, p, s).double()) is False
     assert "expected dtype torch.float32, got torch.float64" in capsys.readouterr().out
-    assert check("mhsa_macs", lambda length, dim: float(vitcourse.mhsa_macs(length, dim))) is False
+    assert check("vit_forward_flops", lambda *a, **k: float(cost.vit_forward_flops(*a, **k))) is False
     assert "expected the integer" in capsys.readouterr().out
     assert check("overlapping_patches", lambda images, p, s: patches.overlapping_patches(images, p, s).tolist()) is False
     assert "expected a torch.Tensor, got a list of" in capsys.readouterr().out
@@ -111,7 +114,7 @@ def test_hand_written_checks_take_what_the_grader_would_receive(capsys):
     class Sub(torch.Tensor):
         pass
 
-    assert check("mhsa_macs", vitcourse.mhsa_macs) is True
+    assert check("vit_forward_flops", cost.vit_forward_flops) is True
     assert check("gradient_rollout", lambda *a: torch.nn.Parameter(rollout.gradient_rollout(*a))) is True
     capsys.readouterr()
     assert check("gradient_rollout", lambda *a: rollout.gradient_rollout(*a).as_subclass(Sub)) is False
@@ -130,7 +133,7 @@ def test_student_exception_and_missing_error_are_reported(capsys):
 
     assert check("overlapping_patches", never_raises) is False
     assert "expected your code to raise ValueError" in capsys.readouterr().out
-    assert check("mhsa_macs", lambda *args: 1 / 0) is False
+    assert check("vit_forward_flops", lambda *args: 1 / 0) is False
     assert "raised ZeroDivisionError" in capsys.readouterr().out
 
 
@@ -154,7 +157,7 @@ def test_unknown_name_lists_valid_names():
 def test_not_callable_is_reported(capsys):
     assert check("overlapping_patches", 42) is False
     assert "expected a function or class" in capsys.readouterr().out
-    assert check("mhsa_macs", 42) is False
+    assert check("vit_forward_flops", 42) is False
     assert "expected a function or class" in capsys.readouterr().out
 
 

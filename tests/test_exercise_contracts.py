@@ -256,6 +256,24 @@ OTHER_WRONG = {
                 raise TypeError("not today")
         """,
     },
+    "08_cost": {
+        "returns_a_string": """
+            def vit_forward_flops(image_size, patch_size, dim, depth, num_classes, in_chans=3, mlp_ratio=4, prefix_tokens=1):
+                return "35 GFLOPs"
+        """,
+        "no_validation": """
+            def vit_forward_flops(image_size, patch_size, dim, depth, num_classes, in_chans=3, mlp_ratio=4, prefix_tokens=1):
+                h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+                n = (h // patch_size) * (w // patch_size)
+                L = n + prefix_tokens
+                block = 4 * L * dim**2 + 2 * L**2 * dim + 2 * L * dim * int(dim * mlp_ratio)
+                return 2 * (n * in_chans * patch_size**2 * dim + depth * block + dim * num_classes)
+        """,
+        "raises_type_error": """
+            def vit_forward_flops(image_size, patch_size, dim, depth, num_classes, in_chans=3, mlp_ratio=4, prefix_tokens=1):
+                raise TypeError("not today")
+        """,
+    },
     "10_blocks": {
         "not_a_module": """
             class ParallelBlock:

@@ -337,6 +337,39 @@ CORRECT = {
             _validate(ids)
             return torch.tensor([int((row.unique() > 0).sum()) for row in ids])
     """,
+    "08_cost/layer_by_layer": """
+        def vit_forward_flops(image_size, patch_size, dim, depth, num_classes, in_chans=3, mlp_ratio=4, prefix_tokens=1):
+            rows, cols = (image_size, image_size) if isinstance(image_size, int) else image_size
+            if rows % patch_size or cols % patch_size or min(rows, cols, patch_size, dim, depth, in_chans) <= 0:
+                raise ValueError("image sides must be positive multiples of the patch size")
+
+            def linear(tokens, fan_in, fan_out):  # FLOPs of a Linear on a (tokens, fan_in) input
+                return 2 * tokens * fan_in * fan_out
+
+            patches = (rows // patch_size) * (cols // patch_size)
+            tokens = patches + prefix_tokens
+            hidden = int(dim * mlp_ratio)
+            total = linear(patches, in_chans * patch_size * patch_size, dim)
+            for _ in range(depth):
+                total += linear(tokens, dim, 3 * dim) + linear(tokens, dim, dim)  # qkv, proj
+                total += 2 * (2 * tokens * tokens * dim)                          # q k^T, then weights @ v
+                total += linear(tokens, dim, hidden) + linear(tokens, hidden, dim)
+            return total + linear(1, dim, num_classes)
+    """,
+    "08_cost/numpy_per_head": """
+        import numpy as np
+
+        def vit_forward_flops(image_size, patch_size, dim, depth, num_classes, in_chans=3, mlp_ratio=4, prefix_tokens=1):
+            size = np.broadcast_to(np.asarray(image_size, dtype=np.int64), (2,))
+            if (size % patch_size).any() or dim < 1 or patch_size < 1:
+                raise ValueError("bad image or width")
+            n = int(np.prod(size // patch_size))
+            L, heads = n + prefix_tokens, 4 if dim % 4 == 0 else 1
+            per_head = dim // heads
+            attention = 2 * (3 * L * dim * dim + heads * 2 * L * L * per_head + L * dim * dim)
+            mlp = 2 * 2 * L * dim * int(dim * mlp_ratio)
+            return int(2 * n * in_chans * patch_size**2 * dim + depth * (attention + mlp) + 2 * dim * num_classes)
+    """,
     "05_positions/complex_numbers": """
         import torch
 
@@ -1092,20 +1125,21 @@ WRONG = {
         """,
         {"test_random_tokens_non_square_grid", "test_heads_axis_and_float64", "test_other_temperature"},
     ),
-    # a float instead of an exact int
+    # the FLOPs as a float (the patches counted with a true division), not an exact int
     "08_cost/float_result": (
         """
-        def mhsa_macs(seq_len, dim):
-            if seq_len <= 0 or dim <= 0:
-                raise ValueError("sizes must be positive")
-            return 4.0 * seq_len * dim**2 + 2.0 * seq_len**2 * dim
-
-        def attention_crossover(dim):
-            if dim <= 0:
-                raise ValueError("dim must be positive")
-            return 2 * dim
+        def vit_forward_flops(image_size, patch_size, dim, depth, num_classes, in_chans=3, mlp_ratio=4, prefix_tokens=1):
+            h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+            if h % patch_size or w % patch_size or dim < 1:
+                raise ValueError("bad sizes")
+            n = h * w / patch_size**2
+            tokens = n + prefix_tokens
+            hidden = int(dim * mlp_ratio)
+            block = 4 * tokens * dim**2 + 2 * tokens**2 * dim + 2 * tokens * dim * hidden
+            return 2.0 * (n * in_chans * patch_size**2 * dim + depth * block + dim * num_classes)
         """,
-        {"test_macs_random", "test_macs_huge_exact", "test_crossover_random"},
+        {"test_square_images_with_a_class_token", "test_registers_on_a_rectangle", "test_no_prefix_and_no_head",
+         "test_vit_base_at_two_resolutions"},
     ),
     # SupCon's "in" form: the log of the summed probability of the positives, not the mean of their logs
     "15_contrastive/pooled_positives": (

@@ -167,29 +167,9 @@ def _check_count_objects(c: _Checker, fn) -> None:
             c.tensor(label, got, reference_count_objects(ids))
 
 
-def _check_mhsa_macs(c: _Checker, fn) -> None:
-    from ..analysis.cost import mhsa_macs as ref
-
-    for args in ((197, 768), (16, 64), (1, 1)):
-        done, got = c.run(f"mhsa_macs{args}", lambda args=args: fn(*args))
-        if done:
-            c.number(f"mhsa_macs{args}", got, ref(*args), exact_int=True)
-
-
-def _check_crossover(c: _Checker, fn) -> None:
-    from ..analysis.cost import attention_crossover as ref
-
-    for dim in (64, 768, 1):
-        done, got = c.run(f"attention_crossover({dim})", lambda dim=dim: fn(dim))
-        if done:
-            c.number(f"attention_crossover({dim})", got, ref(dim), exact_int=True)
-
-
 _CHECKS = {
     "same_object_mask": _check_same_object_mask,
     "count_objects": _check_count_objects,
-    "mhsa_macs": _check_mhsa_macs,
-    "attention_crossover": _check_crossover,
 }
 CHECK_NAMES = tuple(name for contract in CONTRACTS.values() for name in contract.names) + tuple(_CHECKS)
 

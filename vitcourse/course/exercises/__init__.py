@@ -13,6 +13,7 @@ from ..contracts import Contract
 from . import (
     attention,
     blocks,
+    cost,
     contrastive,
     distillation,
     masking,
@@ -28,7 +29,7 @@ from . import (
 
 __all__ = ["CONTRACTS", "contract_for"]
 
-CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, segmentation, masking, rollout, contrastive)}
+CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, segmentation, masking, rollout, contrastive, cost)}
 
 
 def contract_for(name: str) -> Contract | None:
