@@ -409,6 +409,23 @@ OTHER_WRONG = {
                 raise TypeError("not today")
         """,
     },
+    "16_generation": {
+        "float_mask": """
+            def generation_mask(order, block_size=1):
+                if block_size < 1 or sorted(order.tolist()) != list(range(len(order))):
+                    raise ValueError("bad order")
+                block = order.argsort() // block_size
+                return (block[None, :] <= block[:, None]).float()
+        """,
+        "numpy_probs": """
+            def next_token_probs(logits, temperature=1.0, top_k=None):
+                return (logits / max(temperature, 1e-9)).softmax(dim=1).numpy()
+        """,
+        "raises_type_error": """
+            def next_token_probs(logits, temperature=1.0, top_k=None):
+                raise TypeError("not today")
+        """,
+    },
 }
 
 

@@ -773,6 +773,54 @@ CORRECT = {
             sign = 1 - 2 * (labels[:, None] != labels[None]).to(z.dtype)
             return F.softplus(-sign * z).sum() / z.shape[0]
     """,
+    "16_generation/loops_and_sort": """
+        import math
+        import torch
+
+        def generation_mask(order, block_size=1):
+            n = order.shape[0]
+            if block_size < 1:
+                raise ValueError("block_size must be >= 1")
+            if sorted(int(p) for p in order) != list(range(n)):
+                raise ValueError("order must be a permutation")
+            when = [0] * n
+            for t, p in enumerate(order.tolist()):
+                when[p] = t // block_size
+            return torch.tensor([[when[q] <= when[p] for q in range(n)] for p in range(n)], dtype=torch.bool)
+
+        def next_token_probs(logits, temperature=1.0, top_k=None):
+            if temperature < 0 or (top_k is not None and top_k < 1):
+                raise ValueError("bad temperature or top_k")
+            k = logits.shape[-1] if top_k is None else min(top_k, logits.shape[-1])
+            if temperature == 0:
+                k = 1
+            values, index = logits.sort(dim=-1, descending=True)
+            kept = torch.ones_like(values[:, :1]) if k == 1 else torch.softmax(values[:, :k] / temperature, dim=-1)
+            return torch.zeros_like(logits).scatter(-1, index[:, :k], kept)
+    """,
+    "16_generation/scatter_and_log_space": """
+        import torch
+
+        def generation_mask(order, block_size=1):
+            n = order.numel()
+            if block_size < 1 or order.dim() != 1 or not torch.equal(torch.sort(order).values, torch.arange(n)):
+                raise ValueError("bad order or block_size")
+            step = torch.zeros(n, dtype=torch.long).scatter_(0, order, torch.arange(n))
+            blocks = torch.div(step, block_size, rounding_mode="floor")
+            return ~(blocks.unsqueeze(0) > blocks.unsqueeze(1))  # not blocked: q's block is not after p's
+
+        def next_token_probs(logits, temperature=1.0, top_k=None):
+            if temperature < 0:
+                raise ValueError("temperature must be >= 0")
+            if top_k is not None and top_k <= 0:
+                raise ValueError("top_k must be >= 1")
+            if temperature == 0:
+                return (logits == logits.max(dim=1, keepdim=True).values).to(logits.dtype)
+            z = logits.double() / temperature
+            if top_k is not None and top_k < z.shape[1]:
+                z = z.scatter(1, z.argsort(dim=1, descending=True)[:, top_k:], float("-inf"))
+            return (z - z.logsumexp(dim=1, keepdim=True)).exp().to(logits.dtype)
+    """,
 }
 
 
@@ -1173,6 +1221,35 @@ WRONG = {
             return -F.logsigmoid(sign * z).sum() / len(z)
         """,
         {"test_sigmoid_rejects_mismatched_inputs"},
+    ),
+    # off by one: each position also sees the position generated right after it
+    "16_generation/sees_the_next_step": (
+        """
+        import torch
+
+        def generation_mask(order, block_size=1):
+            n = len(order)
+            if block_size < 1 or sorted(order.tolist()) != list(range(n)):
+                raise ValueError("bad order or block_size")
+            block = order.argsort() // block_size
+            return block[None, :] <= block[:, None] + 1
+        """,
+        {"test_random_order", "test_blocks_of_steps", "test_raster_order_is_causal"},
+    ),
+    # right distributions, but no checks: a negative temperature and top_k 0 do not raise ValueError
+    "16_generation/no_validation": (
+        """
+        import torch
+
+        def next_token_probs(logits, temperature=1.0, top_k=None):
+            if temperature == 0:
+                return torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1]).to(logits.dtype)
+            z = logits / temperature
+            if top_k is not None and top_k < z.shape[1]:
+                z = z.masked_fill(z < z.topk(max(top_k, 1), dim=1).values[:, -1:], float("-inf"))
+            return z.softmax(dim=1)
+        """,
+        {"test_rejects_bad_temperature_or_top_k"},
     ),
 }
 

@@ -16,6 +16,7 @@ from . import (
     cost,
     contrastive,
     distillation,
+    generation,
     masking,
     memory,
     mhsa,
@@ -29,7 +30,7 @@ from . import (
 
 __all__ = ["CONTRACTS", "contract_for"]
 
-CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, segmentation, masking, rollout, contrastive, cost)}
+CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, segmentation, masking, rollout, contrastive, cost, generation)}
 
 
 def contract_for(name: str) -> Contract | None:

@@ -1,0 +1,11 @@
+"""Hidden tests for exercise 16 (generation), built from its contract
+(``vitcourse.course.exercises.generation``): the clauses ``check()`` runs in the student's
+notebook, on the grader's fresh inputs, with the same points and messages."""
+
+from vitcourse.course.exercises.generation import CONTRACT
+
+EXERCISE = CONTRACT.exercise
+# the package's answers, refused to the submission while it is graded
+REFERENCE_ANSWERS = CONTRACT.reference_answers
+
+globals().update(CONTRACT.hidden_tests())
