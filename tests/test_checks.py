@@ -32,6 +32,7 @@ from vitcourse.course.exercises import (
     positions,
     resolution,
     rollout,
+    segmentation,
 )
 
 REFERENCES = {
@@ -55,6 +56,8 @@ REFERENCES = {
     "masked_patch_loss": masking.masked_patch_loss,
     "multi_positive_clip_loss": contrastive.multi_positive_clip_loss,
     "sigmoid_pair_loss": contrastive.sigmoid_pair_loss,
+    "upsampled_logits": segmentation.upsampled_logits,
+    "mean_iou_ignoring": segmentation.mean_iou_ignoring,
     "resize_matrix": resolution.resize_matrix,
     "pi_resize_patch_weight": resolution.pi_resize_patch_weight,
 }

@@ -16,6 +16,8 @@ it:
 
 from __future__ import annotations
 
+import functools
+
 from ...validation import check_finite_positive, check_int_pair, check_non_negative_int, check_positive_int
 from ..contracts import Contract, draw_int
 from ..expectations import expect_number, expect_raises
@@ -58,6 +60,7 @@ def vit_forward_flops(image_size, patch_size: int, dim: int, depth: int, num_cla
     return 2 * (embed + depth * (attention + mlp) + dim * num_classes)
 
 
+@functools.cache  # once per process: the check and the mistakes' replays run it again
 def _reference_against_the_counter() -> None:
     """The reference equals PyTorch's FLOP counter on a small ViT with registers and no class token."""
     import contextlib
