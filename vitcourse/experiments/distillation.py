@@ -1,8 +1,9 @@
 """DeiT's comparison at course scale, on digits: a CNN teacher and ViT students, over seeds.
 
 :func:`run_distillation_experiment` trains the rows and summarises them; :func:`format_table`
-prints the summary. Chapter 3.2 calls it with small settings; ``tools/distillation_experiment.py``
-runs the full-length version.
+prints the summary, with the recipes' gentle augmentation; ``tools/distillation_experiment.py``
+runs the full-length version. Chapter 3.2 trains its rows with ``fit`` itself, since its finding
+needs what this function does not vary: the students' augmentation and the soft term's size.
 """
 
 from __future__ import annotations
