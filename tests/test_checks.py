@@ -1,7 +1,7 @@
 """vitcourse.course.checks: passes the references, reports stubs and mistakes without raising.
 
-Exercises with a contract (vitcourse.course.exercises) are checked by it; the others by the
-hand-written checks, under the same comparison rules (vitcourse.course.expectations).
+Every exercise is checked by its contract (vitcourse.course.exercises), under the grader's
+comparison rules (vitcourse.course.expectations).
 """
 
 from __future__ import annotations
@@ -12,18 +12,14 @@ import pytest
 import torch
 
 import vitcourse
-from vitcourse.course.checks import (
-    CHECK_NAMES,
-    check,
-    reference_count_objects,
-    reference_same_object_mask,
-)
+from vitcourse.course.checks import CHECK_NAMES, check
 from vitcourse.course.exercises import (
     attention,
     blocks,
     contrastive,
     cost,
     distillation,
+    long_range,
     generation,
     masking,
     memory,
@@ -47,8 +43,8 @@ REFERENCES = {
     "GroupedQueryAttention": mhsa.GroupedQueryAttention,
     "rope_2d": positions.rope_2d,
     "gradient_rollout": rollout.gradient_rollout,
-    "same_object_mask": reference_same_object_mask,
-    "count_objects": reference_count_objects,
+    "same_object_mask": long_range.same_object_mask,
+    "count_pairs": long_range.count_pairs,
     "vit_forward_flops": cost.vit_forward_flops,
     "windowed_map_bytes": memory.windowed_map_bytes,
     "largest_square_grid": memory.largest_square_grid,
@@ -116,7 +112,7 @@ def test_wrong_shape_dtype_and_type_are_named(capsys):
     assert "expected a torch.Tensor, got a list of" in capsys.readouterr().out
 
 
-def test_hand_written_checks_take_what_the_grader_would_receive(capsys):
+def test_checks_take_what_the_grader_would_receive(capsys):
     class Sub(torch.Tensor):
         pass
 
@@ -167,13 +163,14 @@ def test_not_callable_is_reported(capsys):
     assert "expected a function or class" in capsys.readouterr().out
 
 
-def test_reference_count_objects_and_mask_on_a_worked_example():
-    ids = torch.tensor([[1, 0, 2, 0, 1, 2, 2], [0, 0, 0, 0, 0, 0, 0]])
-    assert reference_count_objects(ids).tolist() == [2, 0]
-    mask = reference_same_object_mask(ids)
-    assert mask[0, 0, 4] and mask[0, 2, 6] and not mask[0, 0, 2] and not mask[0, 1, 3] and not mask[1].any()
+def test_count_pairs_and_mask_on_a_worked_example():
+    ids = torch.tensor([[1, 0, 2, 0, 1, 3, 2, 2], [0, 4, 0, 0, 0, 0, 0, 0]])
+    assert long_range.count_pairs(ids).tolist() == [2, 0]  # 1 twice, 2 three times; 3 and 4 alone
+    mask = long_range.same_object_mask(ids)
+    assert mask[0, 0, 4] and mask[0, 2, 7] and mask[0, 5, 5] and not mask[0, 0, 2] and not mask[0, 1, 3]
+    assert mask[1].sum() == 1 and mask[1, 1, 1]
     with pytest.raises(ValueError, match="int64"):
-        reference_count_objects(ids.float())
+        long_range.count_pairs(ids.float())
 
 
 @pytest.mark.parametrize(("q", "k", "v", "error", "says"), [

@@ -274,6 +274,22 @@ OTHER_WRONG = {
                 raise TypeError("not today")
         """,
     },
+    "07_long_range": {
+        "mask_as_int": """
+            def same_object_mask(ids):
+                return ((ids[:, :, None] == ids[:, None, :]) & (ids[:, :, None] != 0)).long()
+        """,
+        "count_as_float_without_checks": """
+            def count_pairs(ids):
+                same = (ids[:, :, None] == ids[:, None, :]) & (ids[:, :, None] != 0)
+                size = same.sum(-1).float()
+                return torch.where(size >= 2, 1 / size.clamp(min=1), torch.zeros(())).sum(-1)
+        """,
+        "raises_type_error": """
+            def count_pairs(ids):
+                raise TypeError("not today")
+        """,
+    },
     "10_blocks": {
         "not_a_module": """
             class ParallelBlock:

@@ -318,7 +318,9 @@ CORRECT = {
                 r = torch.eye(a.shape[-1], dtype=a.dtype) + e if r is None else r + torch.bmm(e, r)
             return r
     """,
-    "07_long_range/unique": """
+    "07_long_range/loops_and_counter": """
+        from collections import Counter
+
         import torch
 
         def _validate(ids):
@@ -333,9 +335,22 @@ CORRECT = {
                 mask[:, i, :] = (ids == ids[:, i:i + 1]) & (ids[:, i:i + 1] > 0)
             return mask
 
-        def count_objects(ids):
+        def count_pairs(ids):
             _validate(ids)
-            return torch.tensor([int((row.unique() > 0).sum()) for row in ids])
+            return torch.tensor([sum(1 for v, n in Counter(row.tolist()).items() if v and n >= 2) for row in ids])
+    """,
+    "07_long_range/bincount": """
+        import torch
+
+        def same_object_mask(ids):
+            if ids.dtype != torch.int64 or ids.dim() != 2 or ids.min() < 0:
+                raise ValueError("bad ids")
+            return torch.einsum("bik,bjk->bij", *(torch.nn.functional.one_hot(ids).float()[..., 1:],) * 2) > 0
+
+        def count_pairs(ids):
+            if ids.dtype != torch.int64 or ids.dim() != 2 or ids.min() < 0:
+                raise ValueError("bad ids")
+            return torch.stack([(torch.bincount(row)[1:] >= 2).sum() for row in ids])
     """,
     "08_cost/layer_by_layer": """
         def vit_forward_flops(image_size, patch_size, dim, depth, num_classes, in_chans=3, mlp_ratio=4, prefix_tokens=1):
@@ -978,17 +993,24 @@ WRONG = {
         """,
         {"test_random_layers", "test_two_layers_in_float64", "test_one_layer", "test_gradients_that_lower_the_class"},
     ),
-    # counts tokens of objects instead of objects
-    "07_long_range/counts_tokens": (
+    # an object counted once per distinct id whether or not its partner is there, and the mask's
+    # background left in: the local view
+    "07_long_range/background_and_lone": (
         """
         import torch
 
-        def count_objects(ids):
+        def same_object_mask(ids):
             if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.dtype != torch.long or (ids < 0).any():
-                raise ValueError("ids must be a (B, N) int64 tensor of non-negative ids")
-            return (ids != 0).sum(dim=1)
+                raise ValueError("bad ids")
+            return ids.unsqueeze(2) == ids.unsqueeze(1)
+
+        def count_pairs(ids):
+            if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.dtype != torch.long or (ids < 0).any():
+                raise ValueError("bad ids")
+            return torch.tensor([len(row.unique()) - int((row == 0).any()) for row in ids])
         """,
-        {"test_count_random_ids", "test_count_split_halves"},
+        {"test_mask_of_random_scenes", "test_mask_of_background", "test_count_of_random_scenes",
+         "test_halves_far_apart", "test_nothing_to_count"},
     ),
     # Post-LN written as Pre-LN whatever norm_first says
     "10_blocks/layer_scale_always_on": (

@@ -3,8 +3,7 @@
 Each module defines ``CONTRACT`` (names, clauses with points, common mistakes) and the package's
 own answers it compares with. ``check(name, obj)`` in a student's notebook finds the contract of
 ``name`` here; ``tests/hidden/test_<exercise>.py`` builds the grader's tests from the same
-contract. Exercises not listed here still use the hand-written checks of
-:mod:`vitcourse.course.checks` until they are converted.
+contract. Every exercise has one.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from . import (
     cost,
     contrastive,
     distillation,
+    long_range,
     generation,
     masking,
     memory,
@@ -30,7 +30,7 @@ from . import (
 
 __all__ = ["CONTRACTS", "contract_for"]
 
-CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, segmentation, masking, rollout, contrastive, cost, generation)}
+CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, segmentation, masking, rollout, contrastive, cost, generation, long_range)}
 
 
 def contract_for(name: str) -> Contract | None:
