@@ -5,11 +5,6 @@ converted exercise, its contract's references). A page *shows* one when most of 
 code lines (without docstrings, comments, signatures or blank lines; a function with the private
 helpers it calls; a class whole or any one of its methods) appear on the page: in a cell's source
 or in any text output, which is where ``show_source`` puts it.
-
-``NOT_YET_CONVERTED`` lists the exercises whose current answers the pages still show, because
-the exercise asks for what the page prints; each goes when its exercise is converted to a
-variant the page does not print (CONTRIBUTING.md, "Exercises"). The list only shrinks: an entry
-that no longer shows fails too, so that it is removed.
 """
 
 from __future__ import annotations
@@ -31,11 +26,6 @@ PAGES = sorted(ROOT.glob("chapters/**/*.ipynb"))
 EXERCISES = sorted(p.stem.removeprefix("test_") for p in HIDDEN.glob("test_*.py"))
 SHOWN_FRACTION = 0.6  # of the answer's code lines: a page showing this much shows the answer
 MIN_LINE = 12  # characters: shorter lines ("return x", "else:") say nothing about where they came from
-
-# (exercise, the answer's path) that pages still show, because the exercise still asks for it
-NOT_YET_CONVERTED = {
-}
-
 
 def code_lines(source: str) -> set[str]:
     """The lines of ``source`` that carry code: no docstrings, comments, decorators, signatures
@@ -110,13 +100,8 @@ def shown() -> dict[tuple[str, str], list[str]]:
 
 
 def test_no_page_shows_the_answer_to_an_exercise(shown):
-    printed = {key: pages for key, pages in shown.items() if pages and key not in NOT_YET_CONVERTED}
+    printed = {key: pages for key, pages in shown.items() if pages}
     assert not printed, f"chapter pages print the answer to an exercise: {printed}"
-
-
-def test_the_list_of_exercises_not_yet_converted_only_shrinks(shown):
-    stale = sorted(key for key in NOT_YET_CONVERTED if not shown.get(key))
-    assert not stale, f"remove from NOT_YET_CONVERTED, no page shows them (or the exercise changed): {stale}"
 
 
 def test_every_answer_has_code_lines_to_recognise():

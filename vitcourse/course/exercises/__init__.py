@@ -12,11 +12,11 @@ from ..contracts import Contract
 from . import (
     attention,
     blocks,
-    cost,
     contrastive,
+    cost,
     distillation,
-    long_range,
     generation,
+    long_range,
     masking,
     memory,
     mhsa,
@@ -24,8 +24,8 @@ from . import (
     patches,
     positions,
     resolution,
-    segmentation,
     rollout,
+    segmentation,
 )
 
 __all__ = ["CONTRACTS", "contract_for"]

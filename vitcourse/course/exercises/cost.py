@@ -18,7 +18,12 @@ from __future__ import annotations
 
 import functools
 
-from ...validation import check_finite_positive, check_int_pair, check_non_negative_int, check_positive_int
+from ...validation import (
+    check_finite_positive,
+    check_int_pair,
+    check_non_negative_int,
+    check_positive_int,
+)
 from ..contracts import Contract, draw_int
 from ..expectations import expect_number, expect_raises
 
@@ -68,7 +73,7 @@ def _reference_against_the_counter() -> None:
     import torch
 
     from ...experiments.timing import count_flops
-    from ...models.vit import ViTConfig, VisionTransformer
+    from ...models.vit import VisionTransformer, ViTConfig
 
     config = ViTConfig(img_size=(16, 24), patch_size=8, in_chans=2, num_classes=3, embed_dim=12, depth=2,
                        num_heads=2, mlp_ratio=3.0, class_token=False, reg_tokens=2, global_pool="avg")
