@@ -529,6 +529,35 @@ CORRECT = {
                     a, m = a * self.ls1.gamma, m * self.ls2.gamma
                 return x + a + m
     """,
+    "10_blocks/plain_module_boxes_and_functional_linear": """
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+
+        class ParallelBlock(nn.Module):
+            def __init__(self, dim, num_heads, mlp_ratio=4.0, init_values=None):
+                super().__init__()
+                if num_heads < 1 or dim % num_heads:
+                    raise ValueError(f"{num_heads} heads do not divide {dim}")
+                self.heads, hidden = num_heads, int(dim * mlp_ratio)
+                self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+                self.attn, self.mlp, self.ls1, self.ls2 = nn.Module(), nn.Module(), nn.Module(), nn.Module()
+                self.attn.qkv, self.attn.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+                self.mlp.fc1, self.mlp.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+                if init_values is not None:
+                    self.ls1.gamma = nn.Parameter(init_values * torch.ones(dim))
+                    self.ls2.gamma = nn.Parameter(init_values * torch.ones(dim))
+
+            def forward(self, x):
+                b, n, d = x.shape
+                qkv = F.linear(self.norm1(x), self.attn.qkv.weight, self.attn.qkv.bias)
+                q, k, v = qkv.view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+                a = self.attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+                m = self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x))))
+                if hasattr(self.ls1, "gamma"):
+                    a, m = a * self.ls1.gamma, m * self.ls2.gamma
+                return x + a + m
+    """,
     "11_distillation/float64_by_hand": """
         import torch
 

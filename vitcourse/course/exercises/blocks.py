@@ -120,7 +120,7 @@ def forward_without_layer_scale(student, rng):
 
 @CONTRACT.clause("ParallelBlock", points=2)
 def timm_parameter_names(student, rng):
-    """The state dict has timm's keys and shapes (ls1.gamma, ls2.gamma only with layer scale)."""
+    """The state dict has timm's keys and shapes (ls1.gamma, ls2.gamma only with layer scale); a new block's gammas are init_values."""
     dim, heads, ratio = 4 * draw_int(rng, 2, 4), 4, draw_float(rng, 1.0, 3.0, digits=1)
     for init_values in (1e-5, None):
         args = (dim, heads, ratio, init_values)
@@ -133,6 +133,12 @@ def timm_parameter_names(student, rng):
             wrong = sorted(k for k in set(expected) & set(shapes or {}) if shapes[k] != expected[k])
             raise GradingFailure(f"ParallelBlock{args}: the state dict differs from timm's names and shapes: "
                                  f"missing {missing}, unexpected {extra}, wrong shapes {wrong}")
+    # the forward clauses load random gammas, so only a new block shows where layer scale starts
+    args = (dim, heads, ratio, draw_float(rng, 0.05, 0.5))
+    for key in ("ls1.gamma", "ls2.gamma"):
+        got = student.module("ParallelBlock", init_args=args, method="get_parameter", inputs=(key,))
+        expect_tensor(got.get("output") if type(got) is dict else got, torch.full((dim,), args[3]),
+                      name=f"ParallelBlock{args}: {key} of a new block")
 
 
 @CONTRACT.clause("ParallelBlock", points=1)
@@ -203,6 +209,17 @@ class PostNorm(_Parts):
 class DefaultEps(_Parts):
     def __init__(self, dim, num_heads, mlp_ratio=4.0, init_values=None):
         super().__init__(dim, num_heads, mlp_ratio, init_values, eps=1e-5)
+
+    def forward(self, x):
+        return x + self.ls1(self.attn(self.norm1(x))) + self.ls2(self.mlp(self.norm2(x)))
+
+
+@CONTRACT.mistake("ParallelBlock", """the layer scales seem to start at 1, whatever init_values
+    says. Layer scale starts each gamma at init_values (e.g. 1e-5), so that a deep network begins
+    close to the identity; fill gamma with init_values when you build it.""")
+class ScalesStartAtOne(_Parts):
+    def __init__(self, dim, num_heads, mlp_ratio=4.0, init_values=None):
+        super().__init__(dim, num_heads, mlp_ratio, None if init_values is None else 1.0)
 
     def forward(self, x):
         return x + self.ls1(self.attn(self.norm1(x))) + self.ls2(self.mlp(self.norm2(x)))
