@@ -51,3 +51,32 @@ def test_runs_with_other_epochs_are_refused():
         plot_history({"ViT": [_history([1.0, 0.5], [0.5, 0.6]), _history([1.0], [0.5])]})
     with pytest.raises(ValueError, match="non-empty"):
         plot_history({"ViT": []})
+
+
+def _rollout_panel(rollout_map):
+    import torch
+
+    from vitcourse.analysis.figures import plot_rollout_on_image
+
+    fig = plot_rollout_on_image(torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)), rollout_map)
+    heat = fig.axes[1].get_images()[-1]
+    return fig, heat
+
+
+def test_rollout_is_drawn_as_a_share_of_the_uniform_share_with_its_colour_bar():
+    import torch
+
+    flat_fig, flat = _rollout_panel(torch.full((4, 4), 0.05))
+    np.testing.assert_array_equal(flat.get_array(), np.ones((32, 32)))  # a flat map is the uniform share
+    plt.close(flat_fig)
+    cells = np.arange(1.0, 17.0).reshape(4, 4)
+    fig, heat = _rollout_panel(torch.tensor(cells))
+    low, high = heat.get_clim()
+    share = cells / cells.mean()  # numpy reference: each cell over the mean cell
+    # the colours span the map's range (bilinear with align_corners=False repeats the corner cells at the edges)
+    np.testing.assert_allclose([low, high], [share.min(), share.max()], rtol=1e-12)
+    assert fig.axes[-1].get_ylabel() == "share / uniform share"  # the colour bar
+    scaled_fig, scaled = _rollout_panel(torch.tensor(7 * cells))  # a share does not depend on the scale
+    np.testing.assert_allclose(scaled.get_array(), heat.get_array(), rtol=1e-12)
+    plt.close(fig)
+    plt.close(scaled_fig)

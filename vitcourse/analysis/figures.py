@@ -261,8 +261,11 @@ def plot_bars(names, means, stds, ylabel: str = "test accuracy", title: str = ""
 def plot_rollout_on_image(image, rollout_map, title: str = ""):
     """An image ``(3, H, W)`` in [0, 1] beside its attention-rollout map ``(rows, cols)`` overlaid.
 
-    The map is upsampled to the image size (bilinear) and drawn as a semi-transparent heat map.
-    Returns the matplotlib figure.
+    The map is drawn as each patch's share of the rollout over the uniform share (``map /
+    map.mean()``: 1 everywhere for a flat map), upsampled to the image size (bilinear), as a
+    semi-transparent heat map with a colour bar. The colours span the map's own range, so that
+    its structure shows, and the colour bar says how large that range is: a map whose colours
+    look striking may vary by a few percent. Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
     import torch
@@ -270,16 +273,18 @@ def plot_rollout_on_image(image, rollout_map, title: str = ""):
 
     array = _as_hwc(image)
     height, width = array.shape[:2]
-    heat = torch.as_tensor(rollout_map, dtype=torch.float32)[None, None]
+    heat = torch.as_tensor(rollout_map, dtype=torch.float64)
+    heat = (heat / heat.mean())[None, None]  # share relative to the uniform share
     heat = F.interpolate(heat, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-    heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-12)
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.4))
     axes[0].imshow(array)
     axes[0].set_title("input")
     axes[1].imshow(array)
-    axes[1].imshow(heat.numpy(), cmap="inferno", alpha=0.6)
+    shown = axes[1].imshow(heat.numpy(), cmap="inferno", alpha=0.6)
     axes[1].set_title("attention rollout (class token)")
-    return _image_figure(fig, axes, title)
+    _image_figure(fig, axes, title)
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04, label="share / uniform share")
+    return fig
 
 
 # ---- chapter 1.4: the whole ViT ------------------------------------------------------------
