@@ -144,7 +144,7 @@ def largest_global_grid(student, rng):
 
 @CONTRACT.clause("largest_square_grid", points=1)
 def a_budget_that_fits_exactly(student, rng):
-    """A budget equal to the maps of a grid: that grid fits (global and windowed)."""
+    """A budget equal to the maps of a grid: that grid fits; one byte below global maps beyond 2**53 bytes (floats round there): it does not."""
     depth, heads, window = draw_int(rng, 1, 12), draw_int(rng, 1, 12), draw_int(rng, 2, 8)
     side = window * draw_int(rng, 2, 20)
     budget = windowed_map_bytes(depth, heads, (side, side), window)
@@ -153,6 +153,15 @@ def a_budget_that_fits_exactly(student, rng):
     budget = depth * heads * side**4 * 4
     expect_number(student.call("largest_square_grid", budget, depth, heads), side, exact_int=True,
                   name=f"largest_square_grid({budget}, {depth}, {heads}) (the global maps of a {side} x {side} grid)")
+    # "exact for any budget": past 2**53 a float cannot tell the maps of a grid from one byte less,
+    # so a side solved in floats still fits the grid that no longer does. Global attention only:
+    # a windowed grid that large has ~10^10 windows, and a correct loop over windows never ends
+    depth, heads = draw_int(rng, 12, 24), draw_int(rng, 12, 24)
+    side = draw_int(rng, 20_000, 60_000)
+    budget = depth * heads * side**4 * 4 - 1
+    assert budget > 2**53
+    expect_number(student.call("largest_square_grid", budget, depth, heads), side - 1, exact_int=True,
+                  name=f"largest_square_grid({budget}, {depth}, {heads}) (one byte below the global maps of a {side} x {side} grid)")
 
 
 @CONTRACT.clause("largest_square_grid", points=1)
@@ -209,6 +218,17 @@ def one_step_too_far(budget_bytes, depth, heads, window=None, bytes_per_element=
         if (tokens * per_token if window else tokens**2 * per_token) > budget_bytes:
             return side + step
         side += step
+
+
+@CONTRACT.mistake("largest_square_grid", """the side seems solved in floating point (a ** 0.25 or
+    math.sqrt): past 2**53 bytes a float rounds the budget, and a grid one byte too large still
+    seems to fit. Stay in integers: math.isqrt, or a search that compares exact int byte counts.""")
+def float_root(budget_bytes, depth, heads, window=None, bytes_per_element=4):
+    if min(budget_bytes, depth, heads, bytes_per_element) < 1:
+        raise ValueError("not positive")
+    if window is None:
+        return int((budget_bytes / (depth * heads * bytes_per_element)) ** 0.25)
+    return int((budget_bytes / (depth * heads * window * window * bytes_per_element)) ** 0.5) // window * window
 
 
 @CONTRACT.mistake("largest_square_grid", """the side is not a multiple of the window: windows must
