@@ -156,7 +156,9 @@ def shuffled_visible_mask_and_restore(student, rng):
     rows, cols = _grid(rng)
     num_patches = rows * cols
     n_keep = draw_int(rng, 2, num_patches - 2)
-    ratio = round(1 - (n_keep + draw_float(rng, -0.3, 0.3)) / num_patches, 4)  # rounds to n_keep kept
+    # N (1 - ratio) = n_keep + 0.05..0.3: round and int agree here, so that this clause grades the
+    # shuffle and a truncated count loses the same point on every seed (one_patch_kept, named)
+    ratio = round(1 - (n_keep + draw_float(rng, 0.05, 0.3)) / num_patches, 4)
     tokens = torch.randn(draw_int(rng, 2, 4), num_patches, draw_int(rng, 3, 6), generator=rng)
     noise = torch.rand(tokens.shape[:2], generator=rng)
     got = student.call("shuffle_mask", tokens, noise, ratio)
@@ -296,6 +298,16 @@ def _shuffle_checked(tokens, noise, mask_ratio):
 
 def _take(tokens, ids):
     return tokens.gather(1, ids[..., None].expand(-1, -1, tokens.shape[2]))
+
+
+@CONTRACT.mistake("shuffle_mask", """no patch is kept at a high ratio: the count seems
+    int(N * (1 - mask_ratio)), which truncates as MAE's code does, or a round() without a floor of
+    one. The docstring asks for n_keep = max(1, round(N * (1 - mask_ratio))).""")
+def keep_count_truncated(tokens, noise, mask_ratio):
+    _, ids_shuffle = _shuffle_checked(tokens, noise, mask_ratio)
+    n_keep = int(tokens.shape[1] * (1 - mask_ratio))
+    ids_restore = ids_shuffle.argsort(dim=1)
+    return _take(tokens, ids_shuffle[:, :n_keep]), ids_restore >= n_keep, ids_restore
 
 
 @CONTRACT.mistake("shuffle_mask", """ids_restore seems to be the shuffle itself (the patches by
