@@ -865,6 +865,126 @@ CORRECT = {
                 z = z.scatter(1, z.argsort(dim=1, descending=True)[:, top_k:], float("-inf"))
             return (z - z.logsumexp(dim=1, keepdim=True)).exp().to(logits.dtype)
     """,
+    "01_patches/numpy_sliding_window_view": """
+        import torch
+        import torch.nn.functional as F
+        import numpy as np
+        def overlapping_patches(images, patch_size, stride):
+            B, C, H, W = images.shape
+            p, s = int(patch_size), int(stride)
+            if s < 1 or p > H or p > W:
+                raise ValueError(f"p={p} s={s} for {H}x{W}")
+            a = images.detach().cpu().numpy()
+            v = np.lib.stride_tricks.sliding_window_view(a, (p, p), axis=(2, 3))[:, :, ::s, ::s]  # B C R K p p
+            v = v.transpose(0, 2, 3, 1, 4, 5)
+            out = np.ascontiguousarray(v).reshape(B, -1, C * p * p)
+            return torch.from_numpy(out).to(images.dtype)
+        def linear_to_conv_weight(weight, patch_size):
+            D, n = weight.shape
+            p = patch_size
+            if n % (p * p):
+                raise ValueError("in-features")
+            w = weight.detach().numpy().reshape(D, p, p, n // (p * p)).transpose(0, 3, 1, 2)
+            return torch.tensor(np.ascontiguousarray(w), dtype=weight.dtype)
+    """,
+    "05_positions/complex_rotation": """
+        import torch
+        import torch.nn.functional as F
+        def rope_2d(x, grid, temperature=10000.0):
+            rows, cols = grid
+            N, D = x.shape[-2:]
+            if D <= 0 or D % 4: raise ValueError(f"D={D}")
+            if N != rows * cols: raise ValueError("N")
+            f = D // 4
+            w = temperature ** (-torch.arange(f, dtype=torch.float64) / f)
+            r = torch.arange(rows, dtype=torch.float64).repeat_interleave(cols)
+            c = torch.arange(cols, dtype=torch.float64).repeat(rows)
+            ang = torch.cat([c[:, None] * w, r[:, None] * w], dim=1)        # (N, D/2)
+            z = torch.view_as_complex(x.double().reshape(*x.shape[:-1], D // 2, 2).contiguous())
+            z = z * torch.polar(torch.ones_like(ang), ang)
+            return torch.view_as_real(z).reshape(x.shape).to(x.dtype)
+    """,
+    "12_resolution/numpy_kron_and_lstsq": """
+        import torch
+        import torch.nn.functional as F
+        import numpy as np
+        def _interp_1d(p, n):
+            # the 1-D bilinear (linear) resize matrix, half-pixel centres, edge clamped (align_corners=False)
+            m = np.zeros((n, p))
+            for i in range(n):
+                x = (i + 0.5) * p / n - 0.5
+                x = max(x, 0.0)
+                x0 = min(int(np.floor(x)), p - 1)
+                x1 = min(x0 + 1, p - 1)
+                f = x - x0
+                m[i, x0] += 1 - f
+                m[i, x1] += f
+            return m
+        def resize_matrix(old_size, new_size):
+            if min(old_size, new_size) < 1: raise ValueError("too small")
+            a = _interp_1d(old_size, new_size)
+            return torch.from_numpy(np.kron(a, a))
+        def pi_resize_patch_weight(weight, new_size):
+            if weight.ndim != 4 or weight.shape[2] != weight.shape[3]: raise ValueError("not square")
+            D, C, p, _ = weight.shape
+            Bm = resize_matrix(p, new_size).numpy()
+            w = weight.detach().double().reshape(-1, p * p).numpy().T        # (pp, DC)
+            sol = np.linalg.lstsq(Bm.T, w, rcond=None)[0]                    # (nn, DC), min-norm
+            return torch.from_numpy(sol.T.copy()).reshape(D, C, new_size, new_size).to(weight.dtype)
+    """,
+    "13_segmentation/confusion_matrix_by_bincount": """
+        import torch
+        import torch.nn.functional as F
+        def upsampled_logits(tokens, weight, bias, grid_size, image_size):
+            B, N, D = tokens.shape
+            rows, cols = grid_size
+            if rows * cols != N: raise ValueError("grid")
+            if weight.dim() != 2 or weight.shape[1] != D or bias.shape != (weight.shape[0],): raise ValueError("classifier")
+            logits = torch.einsum("bnd,kd->bkn", tokens, weight) + bias[:, None]
+            maps = logits.reshape(B, -1, rows, cols)
+            return F.interpolate(maps, size=tuple(image_size), mode="bilinear", align_corners=False)
+        def mean_iou_ignoring(pred, target, num_classes, ignore_index=255):
+            if pred.shape != target.shape: raise ValueError("shapes")
+            K = num_classes
+            keep = target != ignore_index
+            if ((pred < 0) | (pred >= K)).any(): raise ValueError("pred labels")
+            if ((target[keep] < 0) | (target[keep] >= K)).any(): raise ValueError("target labels")
+            p, t = pred[keep].long(), target[keep].long()
+            conf = torch.bincount(t * K + p, minlength=K * K).reshape(K, K).double()
+            inter = conf.diag()
+            union = conf.sum(0) + conf.sum(1) - inter
+            iou = torch.where(union > 0, inter / union.clamp(min=1), torch.tensor(float("nan"), dtype=torch.float64))
+            return float(iou[~iou.isnan()].mean()), iou
+    """,
+    "16_generation/numpy_loops": """
+        import torch
+        import torch.nn.functional as F
+        import numpy as np
+        def generation_mask(order, block_size=1):
+            o = order.tolist()
+            N = len(o)
+            if block_size < 1 or sorted(o) != list(range(N)): raise ValueError("bad order or block size")
+            when = {pos: t // block_size for t, pos in enumerate(o)}
+            m = np.zeros((N, N), dtype=bool)
+            for p in range(N):
+                for q in range(N):
+                    m[p, q] = when[q] <= when[p]
+            return torch.from_numpy(m)
+        def next_token_probs(logits, temperature=1.0, top_k=None):
+            if temperature < 0 or (top_k is not None and top_k < 1): raise ValueError("bad")
+            a = logits.detach().double().numpy()
+            out = np.zeros_like(a)
+            for i, row in enumerate(a):
+                idx = np.argsort(-row, kind="stable")
+                keep = idx if top_k is None else idx[:top_k]
+                if temperature == 0:
+                    out[i, idx[0]] = 1.0
+                    continue
+                z = row[keep] / temperature
+                z = np.exp(z - z.max())
+                out[i, keep] = z / z.sum()
+            return torch.from_numpy(out).to(logits.dtype)
+    """,
 }
 
 
