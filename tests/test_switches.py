@@ -87,6 +87,17 @@ def test_shrink_refuses_a_stale_replacement(monkeypatch):
         shrink(_notebook("fit(model, epochs=40)"), "x.ipynb")
 
 
+def _load_offline(script: str, hub_home, checkpoint: str) -> dict:
+    """Run `script` (which prints one JSON line) on `checkpoint` in a new process whose hub is the
+    stand-in hub at `hub_home`: the hub's offline switch is read when huggingface_hub is imported."""
+    from tests.stand_ins import hub_environment
+
+    result = subprocess.run([sys.executable, "-c", script, checkpoint], env={**os.environ, **hub_environment(hub_home)},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 CLIP_CHECK = """
 import json, sys
 from transformers import CLIPModel, CLIPProcessor
@@ -99,14 +110,9 @@ print(json.dumps({"tokens": tokenizer(["a photo of a cat"])["input_ids"][0], "bo
 
 
 def test_the_clip_stand_in_loads_offline_as_the_multimodal_page_loads_it(tmp_path):
-    # In a new process: the hub's offline switch is read when huggingface_hub is imported.
-    from tests.stand_ins import CLIP_CHECKPOINT, hub_environment, write_clip_repo
+    from tests.stand_ins import CLIP_CHECKPOINT, write_clip_repo
 
-    env = {**os.environ, **hub_environment(write_clip_repo(tmp_path))}
-    result = subprocess.run([sys.executable, "-c", CLIP_CHECK, CLIP_CHECKPOINT], env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    found = _load_offline(CLIP_CHECK, write_clip_repo(tmp_path), CLIP_CHECKPOINT)
     # CLIP's start and end tokens around one token per character (no merges; spaces are not tokens)
     assert found["tokens"][0] == found["bos"] and found["tokens"][-1] == found["eos"]
     assert len(found["tokens"]) == len("aphotoofacat") + 2
@@ -135,13 +141,9 @@ print(json.dumps({"eps": [m.eps for m in model.modules() if hasattr(m, "eps")], 
 def test_the_mae_stand_in_loads_offline_as_the_masked_pretraining_page_loads_it(tmp_path):
     # The page overrides the hub config's LayerNorm eps (1e-12) with MAE's 1e-6: every LayerNorm,
     # encoder and decoder, must get it, or its comparison with the course's model would not hold.
-    from tests.stand_ins import MAE_CHECKPOINT, hub_environment, write_mae_repo
+    from tests.stand_ins import MAE_CHECKPOINT, write_mae_repo
 
-    env = {**os.environ, **hub_environment(write_mae_repo(tmp_path))}
-    result = subprocess.run([sys.executable, "-c", MAE_CHECK, MAE_CHECKPOINT], env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    found = _load_offline(MAE_CHECK, write_mae_repo(tmp_path), MAE_CHECKPOINT)
     assert len(found["eps"]) == 2 * 2 + 1 + 2 * 1 + 1 and set(found["eps"]) == {1e-6}  # encoder, decoder norms
     assert (found["ratio"], found["patch"], found["size"], found["norm_pix"]) == (0.75, 16, 224, False)
     assert found["decoder"] == ["decoder", "vit"]  # the encoder and the pixel decoder
