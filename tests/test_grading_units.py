@@ -314,6 +314,19 @@ def test_expect_number_refuses_bool_tensor_and_lying_subclasses():
         expect_number(3.1, 3.0, name="n")
 
 
+def test_expect_items_takes_a_tuple_or_list_of_the_right_length():
+    from vitcourse.course.expectations import expect_items
+
+    out, lse = torch.zeros(2), torch.ones(2)
+    assert expect_items([out, lse], ("out", "lse"), name="f") == (out, lse)
+    for bad, why in [((out,), r"a pair \(out, lse\), got a tuple of 1 items"), (out, "got a tensor of shape"),
+                     ((out, lse, out), "got a tuple of 3 items"), ({"out": out, "lse": lse}, "got a dict")]:
+        with pytest.raises(GradingFailure, match=why):
+            expect_items(bad, ("out", "lse"), name="f")
+    with pytest.raises(GradingFailure, match=r"f: expected a triple \(a, b, c\)"):
+        expect_items((1, 2), ("a", "b", "c"), name="f")
+
+
 def test_points_validates_and_keeps_the_function():
     @points(2.5)
     def test_x():

@@ -38,6 +38,7 @@ __all__ = [
     "expect_tensor",
     "expect_number",
     "expect_raises",
+    "expect_items",
     "same_values",
 ]
 
@@ -219,6 +220,15 @@ def expect_raises(call: Callable[[], Any], type_name: str | tuple[str, ...], nam
                              f"{raised.type_name}: {raised.student_message}") from None
     raise GradingFailure(f"{name}: expected your code to raise {wanted}, but it returned "
                          f"{_describe(value)}")
+
+
+def expect_items(got: Any, fields: tuple[str, ...], name: str) -> tuple:
+    """Pass only if ``got`` is a tuple or list of ``len(fields)`` items (a function that returns
+    several results); returns them as a tuple. The message names the items, e.g. (out, lse)."""
+    if type(got) not in (tuple, list) or len(got) != len(fields):
+        kind = {2: "a pair", 3: "a triple"}.get(len(fields), f"{len(fields)} items")
+        raise GradingFailure(f"{name}: expected {kind} ({', '.join(fields)}), got {_describe(got)}")
+    return tuple(got)
 
 
 def same_values(a: Any, b: Any) -> bool:

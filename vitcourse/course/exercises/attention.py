@@ -27,7 +27,7 @@ import torch
 
 from ...validation import check_real, check_tensor
 from ..contracts import Contract, draw_float, draw_int
-from ..expectations import GradingFailure, expect_raises, expect_tensor
+from ..expectations import expect_items, expect_raises, expect_tensor
 
 __all__ = ["CONTRACT", "partial_attention", "merge_attention"]
 
@@ -84,16 +84,8 @@ def merge_attention(out_a: torch.Tensor, lse_a: torch.Tensor, out_b: torch.Tenso
 # ---- helpers of the clauses ------------------------------------------------------------------------
 
 
-def _pair(got, name: str) -> tuple:
-    """What came back must be a pair (out, lse)."""
-    if type(got) not in (tuple, list) or len(got) != 2:
-        what = f"a {type(got).__name__} of {len(got)} items" if type(got) in (tuple, list) else type(got).__name__
-        raise GradingFailure(f"{name}: expected a pair (out, lse), got {what}")
-    return got
-
-
 def _expect_pair(got, expected: tuple[torch.Tensor, torch.Tensor], name: str) -> None:
-    out, lse = _pair(got, name)
+    out, lse = expect_items(got, ("out", "lse"), name)
     expect_tensor(out, expected[0], name=f"{name}, out")
     expect_tensor(lse, expected[1], name=f"{name}, lse")
 
@@ -211,10 +203,10 @@ def three_blocks_in_either_order(student, rng):
     ends = [0, sizes[0], sizes[0] + sizes[1], sum(sizes)]
     a, b, c = (partial_attention(q, k[:, s:e], v[:, s:e]) for s, e in pairwise(ends))
     full = partial_attention(q, k, v)
-    first = _pair(student.call("merge_attention", *a, *b), "merge_attention(a, b)")
+    first = expect_items(student.call("merge_attention", *a, *b), ("out", "lse"), "merge_attention(a, b)")
     _expect_pair(student.call("merge_attention", *first, *c), full,
                  f"merge_attention(merge_attention(a, b), c) over {sizes} keys")
-    second = _pair(student.call("merge_attention", *b, *a), "merge_attention(b, a)")
+    second = expect_items(student.call("merge_attention", *b, *a), ("out", "lse"), "merge_attention(b, a)")
     _expect_pair(student.call("merge_attention", *c, *second), full,
                  f"merge_attention(c, merge_attention(b, a)) over {sizes} keys")
 

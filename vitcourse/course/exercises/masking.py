@@ -26,7 +26,7 @@ import torch
 from ...models.patches import patchify
 from ...validation import check_positive_int, check_real, check_tensor
 from ..contracts import Contract, draw_float, draw_int
-from ..expectations import GradingFailure, expect_raises, expect_tensor
+from ..expectations import expect_items, expect_raises, expect_tensor
 
 __all__ = ["CONTRACT", "shuffle_mask", "masked_patch_loss"]
 
@@ -121,15 +121,8 @@ def masked_patch_loss(pred: torch.Tensor, images: torch.Tensor, mask: torch.Tens
 # ---- helpers of the clauses ------------------------------------------------------------------------
 
 
-def _triple(got, name: str) -> tuple:
-    if type(got) not in (tuple, list) or len(got) != 3:
-        what = f"a {type(got).__name__} of {len(got)} items" if type(got) in (tuple, list) else type(got).__name__
-        raise GradingFailure(f"{name}: expected a triple (visible, mask, ids_restore), got {what}")
-    return got
-
-
 def _expect_triple(got, expected, name: str) -> None:
-    visible, mask, ids_restore = _triple(got, name)
+    visible, mask, ids_restore = expect_items(got, ("visible", "mask", "ids_restore"), name)
     expect_tensor(visible, expected[0], name=f"{name}, visible")
     expect_tensor(mask, expected[1], name=f"{name}, mask")
     expect_tensor(ids_restore, expected[2], name=f"{name}, ids_restore")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ...validation import check_int_pair, check_positive_int, check_tensor
 from ..contracts import Contract, draw_int
-from ..expectations import GradingFailure, expect_number, expect_raises, expect_tensor
+from ..expectations import expect_items, expect_number, expect_raises, expect_tensor
 
 __all__ = ["CONTRACT", "upsampled_logits", "mean_iou_ignoring"]
 
@@ -177,15 +177,8 @@ def rejects_bad_grid_and_weight(student, rng):
 # ---- mean_iou_ignoring: 7 points ---------------------------------------------------------------------------
 
 
-def _iou_pair(got, name: str) -> tuple:
-    if type(got) not in (tuple, list) or len(got) != 2:
-        what = f"a {type(got).__name__} of {len(got)} items" if type(got) in (tuple, list) else type(got).__name__
-        raise GradingFailure(f"{name}: expected a pair (miou, iou), got {what}")
-    return got
-
-
 def _expect_iou(got, expected, name: str) -> None:
-    miou, iou = _iou_pair(got, name)
+    miou, iou = expect_items(got, ("miou", "iou"), name)
     expect_tensor(iou, expected[1], name=f"{name}, iou")
     expect_number(miou, expected[0], name=f"{name}, miou")
 
