@@ -432,3 +432,34 @@ def test_a_pids_cgroup_is_removed_only_once_its_processes_are_gone():
         sleeper.wait()
     path = cgroup.path
     assert cgroup.remove() is True and not os.path.exists(path) and cgroup.path is None
+
+
+def test_a_zygote_stopped_from_several_threads_at_once_stops_once():
+    """When grading stops (a tampered gradebook), the batch's main thread closes each zygote while
+    a slot's thread may be stopping the same one: neither may fail on what the other released."""
+    import threading
+
+    from vitcourse.grading.trusted.sandbox import WorkerConfig, Zygote
+
+    for _ in range(3):
+        zygote = Zygote(WorkerConfig(sandbox="none"))
+        zygote.start()
+        worker = zygote.process
+        barrier, errors = threading.Barrier(6), []
+
+        def stop(zygote, barrier, errors, close: bool):
+            barrier.wait()
+            try:
+                zygote.close() if close else zygote.stop()
+            except Exception as exc:  # noqa: BLE001 - any exception is the failure under test
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=stop, args=(zygote, barrier, errors, i == 0)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        assert zygote.process is None and zygote.control is None and worker.poll() is not None
+        with pytest.raises(RuntimeError, match="grading was stopped"):
+            zygote.start()

@@ -282,9 +282,16 @@ class Zygote:
         self._starts = 0
         self._log = None
         self._closed = False
+        # The batch's main thread closes every zygote when grading stops (a tampered gradebook, an
+        # interrupt) while a slot's thread may be stopping or restarting the same one.
+        self._lock = threading.RLock()
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
         if self._closed:
             raise RuntimeError("grading was stopped: no new worker starts")
         parent, child = socket.socketpair()
@@ -329,36 +336,38 @@ class Zygote:
 
     def stop(self) -> None:
         """Stop the zygote and everything in its sandbox."""
-        if self.control is not None:
-            try:
-                self.control.sendall(CONTROL_QUIT)
-            except OSError:
-                pass
-            self.control.close()
-            self.control = None
-        if self.process is not None:
-            # Only while it is unreaped (running or a zombie) is its pid, and its group's, still its own.
-            if self.process.poll() is None:
+        with self._lock:
+            if self.control is not None:
                 try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.control.sendall(CONTROL_QUIT)
                 except OSError:
                     pass
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-        if self.cgroup is not None:
-            if not self.cgroup.remove():
-                self._stale_cgroups.append(self.cgroup)
-            self.cgroup = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+                self.control.close()
+                self.control = None
+            if self.process is not None:
+                # Only while it is unreaped (running or a zombie) is its pid, and its group's, still its own.
+                if self.process.poll() is None:
+                    try:
+                        os.killpg(self.process.pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                self.process.kill()
+                self.process.wait()
+                self.process = None
+            if self.cgroup is not None:
+                if not self.cgroup.remove():
+                    self._stale_cgroups.append(self.cgroup)
+                self.cgroup = None
+            if self._log is not None:
+                self._log.close()
+                self._log = None
 
     def close(self) -> None:
         """Stop for good (grading is stopping): a later session raises instead of restarting."""
-        self._closed = True
-        self.stop()
-        self._stale_cgroups = [cgroup for cgroup in self._stale_cgroups if not cgroup.remove()]
+        with self._lock:
+            self._closed = True
+            self.stop()
+            self._stale_cgroups = [cgroup for cgroup in self._stale_cgroups if not cgroup.remove()]
 
     def restart(self) -> None:
         self.stop()
