@@ -30,7 +30,10 @@ from . import (
 
 __all__ = ["CONTRACTS", "contract_for"]
 
-CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in (patches, patch_snr, attention, mhsa, positions, memory, blocks, distillation, resolution, segmentation, masking, rollout, contrastive, cost, generation, long_range)}
+# In the exercises' order, 01 to 16.
+_MODULES = (patches, patch_snr, attention, mhsa, positions, rollout, long_range, cost, memory, blocks,
+            distillation, resolution, segmentation, masking, contrastive, generation)
+CONTRACTS: dict[str, Contract] = {module.CONTRACT.exercise: module.CONTRACT for module in _MODULES}
 
 
 def contract_for(name: str) -> Contract | None:
