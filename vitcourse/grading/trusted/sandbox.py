@@ -337,30 +337,33 @@ class Zygote:
     def stop(self) -> None:
         """Stop the zygote and everything in its sandbox."""
         with self._lock:
-            if self.control is not None:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self.control is not None:
+            try:
+                self.control.sendall(CONTROL_QUIT)
+            except OSError:
+                pass
+            self.control.close()
+            self.control = None
+        if self.process is not None:
+            # Only while it is unreaped (running or a zombie) is its pid, and its group's, still its own.
+            if self.process.poll() is None:
                 try:
-                    self.control.sendall(CONTROL_QUIT)
+                    os.killpg(self.process.pid, signal.SIGKILL)
                 except OSError:
                     pass
-                self.control.close()
-                self.control = None
-            if self.process is not None:
-                # Only while it is unreaped (running or a zombie) is its pid, and its group's, still its own.
-                if self.process.poll() is None:
-                    try:
-                        os.killpg(self.process.pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-                self.process.kill()
-                self.process.wait()
-                self.process = None
-            if self.cgroup is not None:
-                if not self.cgroup.remove():
-                    self._stale_cgroups.append(self.cgroup)
-                self.cgroup = None
-            if self._log is not None:
-                self._log.close()
-                self._log = None
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+        if self.cgroup is not None:
+            if not self.cgroup.remove():
+                self._stale_cgroups.append(self.cgroup)
+            self.cgroup = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def close(self) -> None:
         """Stop for good (grading is stopping): a later session raises instead of restarting."""
