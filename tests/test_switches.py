@@ -124,9 +124,9 @@ def test_the_clip_stand_in_loads_offline_as_the_multimodal_page_loads_it(tmp_pat
 @pytest.mark.slow
 @pytest.mark.parametrize("path,switch", RUNS, ids=[f"{path.relative_to(CHAPTERS).as_posix()}:{switch}" for path, switch in RUNS])
 def test_switched_path_runs(path, switch, tmp_path):
-    # 600 s a cell, as nbval. 1.2's LOAD_PRETRAINED run waits one whole timeout with its kernel idle
-    # before its first cell runs, then passes (not understood yet; see the note on issue 21): ten
-    # minutes of CI, not thirty.
+    # 600 s a cell, as nbval. nbclient sometimes misses the reply to a cell that opens ipywidgets
+    # (1.2's tau slider): the reply is read only when the cell's timeout expires, and the run goes on
+    # (jupyter/nbclient#312). That costs CI one timeout: ten minutes, not thirty.
     run_switched(path, tmp_path, timeout=600, switch=switch)  # fails naming the failing cell and its traceback
 
 
